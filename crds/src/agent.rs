@@ -43,6 +43,7 @@ pub struct AgentSpec {
     pub locale: Option<Locale>,
     /// The Objectives the agent pursues, by name in the same namespace. The
     /// first is where every call starts.
+    #[schemars(length(max = 20))]
     #[x_kube(validation = Rule::new("size(self) > 0").message("an Agent needs at least one objective"))]
     pub objectives: Vec<ObjectiveRef>,
     /// The vendor accounts the agent uses, by role.
@@ -51,13 +52,13 @@ pub struct AgentSpec {
     /// Phone numbers routed to the agent. A number belongs to one Agent at a
     /// time across the whole platform.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(x, self.exists_one(y, y.number == x.number))").message("phone numbers must be unique"))]
+    #[schemars(length(max = 50), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["number"]))]
     pub phone_numbers: Vec<PhoneNumber>,
     /// Business automation triggered by call events (CRM upsert, calendar
     /// booking, notifications, webhooks). At-least-once, idempotent, never
     /// blocks a call.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(x, self.exists_one(y, y.name == x.name))").message("workflow names must be unique"))]
+    #[schemars(length(max = 50), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub workflows: Vec<Workflow>,
     /// Voice pod sizing.
     #[serde(default)]
@@ -153,6 +154,7 @@ pub struct AgentProviders {
 #[serde(rename_all = "camelCase")]
 pub struct PhoneNumber {
     /// The number in E.164 form, e.g. `+61290001234`.
+    #[schemars(length(max = 16))]
     #[x_kube(validation = Rule::new("self.matches('^\\\\+[1-9][0-9]{6,14}$')").message("number must be E.164, e.g. +61290001234"))]
     pub number: String,
     /// Whether the number answers calls, places them (as caller id), or both.
@@ -179,10 +181,12 @@ pub enum Direction {
 #[x_kube(validation = Rule::new("self.action == 'webhook' ? has(self.provider) : true").message("a webhook workflow needs a provider"))]
 pub struct Workflow {
     /// Unique name within the agent; part of every job's idempotency key.
+    #[schemars(length(max = 63))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("name must be a DNS label"))]
     pub name: String,
-    /// The call event that triggers it.
-    pub on: WorkflowTrigger,
+    /// The call event that triggers it. (Not named `on`: YAML 1.1 parsers,
+    /// kubectl's among them, read a bare `on` as `true`.)
+    pub trigger: WorkflowTrigger,
     /// What it does.
     pub action: WorkflowAction,
     /// The vendor account it uses; unset uses `builtin`, which records the
@@ -318,6 +322,7 @@ pub struct Rollout {
     /// Serve this config version (a hash from `status.history`) instead of
     /// the newest: rollback is pinning an earlier version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 80))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]+(-[a-f0-9]+)?$|^sha256:[a-f0-9]{8,64}$')").message("pinnedVersion must be a config version hash from status.history"))]
     pub pinned_version: Option<String>,
     /// Config versions kept for rollback; older ones are removed once no call

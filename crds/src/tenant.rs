@@ -45,6 +45,7 @@ pub struct TenantSpec {
     pub limits: TenantLimits,
     /// People calls are escalated to (warm or cold transfers, alerts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
     pub escalation_contacts: Vec<EscalationContact>,
     /// `shared`: the tenant's Agents run in the platform's shared voice pool.
     /// `dedicated`: they get voice pods of their own in the tenant namespace.
@@ -70,9 +71,11 @@ pub struct TenantProfile {
     /// Opening hours; outside them Objectives can route differently (for
     /// example, an after-hours transfer).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 21))]
     pub business_hours: Vec<BusinessHours>,
     /// Days the business is closed regardless of business hours.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
     pub holidays: Vec<Holiday>,
 }
 
@@ -83,12 +86,15 @@ pub struct TenantProfile {
 pub struct BusinessHours {
     /// Days these hours apply to.
     #[x_kube(validation = Rule::new("size(self) > 0").message("days must not be empty"))]
+    #[schemars(length(max = 7))]
     pub days: Vec<Weekday>,
     /// Opening time, 24-hour `HH:MM`, in the tenant's time zone.
     #[x_kube(validation = Rule::new("self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$')").message("open must be HH:MM"))]
+    #[schemars(length(max = 5))]
     pub open: String,
     /// Closing time, 24-hour `HH:MM`, after `open`.
     #[x_kube(validation = Rule::new("self.matches('^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$')").message("close must be HH:MM"))]
+    #[schemars(length(max = 5))]
     pub close: String,
 }
 
@@ -98,6 +104,7 @@ pub struct BusinessHours {
 pub struct Holiday {
     /// The date, `YYYY-MM-DD`.
     #[x_kube(validation = Rule::new("self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$')").message("date must be YYYY-MM-DD"))]
+    #[schemars(length(max = 10))]
     pub date: String,
     /// What the holiday is, e.g. "Christmas Day".
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,6 +182,7 @@ pub struct EscalationContact {
     pub name: String,
     /// Phone number in E.164 form, e.g. `+61291234567`.
     #[x_kube(validation = Rule::new("self.matches('^\\\\+[1-9][0-9]{6,14}$')").message("phone must be E.164, e.g. +61291234567"))]
+    #[schemars(length(max = 16))]
     pub phone: String,
     /// Email for escalation notices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
