@@ -239,8 +239,8 @@ impl Primitive {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.primitive != 'choice' || size(self.choices) >= 2").message("a choice capture needs at least two choices"),
-    validation = Rule::new("self.primitive == 'choice' || size(self.choices) == 0").message("choices only apply to the choice primitive")
+    validation = Rule::new("self.primitive != 'choice' || (has(self.choices) && size(self.choices) >= 2)").message("a choice capture needs at least two choices"),
+    validation = Rule::new("self.primitive == 'choice' || !has(self.choices) || size(self.choices) == 0").message("choices only apply to the choice primitive")
 )]
 pub struct CaptureStep {
     /// Name of the slot the value is stored in, e.g. `phone`. Later steps

@@ -1,0 +1,146 @@
+//! `cargo xtask demo`: the environment, the CRDs, the operator and
+//! `examples/`, ending with `kubectl get dialtone -A`. Later issues add
+//! steps to the list.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::cmd;
+use crate::paths;
+use crate::steps::{self, Step};
+use crate::test::{cargo, install_crds};
+use crate::testenv::{self, Env, run};
+
+const OPERATOR: &str = "dialtone-operator";
+/// The kinds that must all be Ready at the end of the demo.
+const READY_KINDS: [&str; 3] = ["tenants", "providers", "clusterproviders"];
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn run(keep: bool) -> Result<()> {
+    let root = paths::repo_root()?;
+    let env = || Env::load();
+    let steps = vec![
+        Step::new("testenv up", || testenv::up().map(|_| ())),
+        Step::new("install CRDs", || install_crds(&env()?, &root)),
+        Step::new("build the operator", || {
+            cmd::run(cargo().current_dir(&root).args(["build", "-p", OPERATOR]))
+        }),
+        Step::new("start the operator", || start_operator(&env()?, &root)),
+        Step::new("apply examples/", || {
+            cmd::run(
+                env()?
+                    .kubectl()?
+                    .args([
+                        "apply",
+                        "-R",
+                        "--server-side",
+                        "--field-manager=dialtone-demo",
+                        "-f",
+                    ])
+                    .arg(root.join("examples")),
+            )
+        }),
+        Step::new("wait for Tenants and Providers to be Ready", || {
+            wait_ready(&env()?)
+        }),
+        Step::new("kubectl get dialtone -A", || {
+            cmd::run(env()?.kubectl()?.args(["get", "dialtone", "-A"]))
+        }),
+    ];
+    let result = steps::run_all("cargo xtask demo", steps);
+    if keep && result.is_ok() {
+        let log = paths::testenv_dir()?.join("logs").join("operator.log");
+        println!(
+            "the operator keeps running (log: {}); `cargo xtask testenv down` stops it",
+            log.display()
+        );
+    } else if let Err(err) = testenv::stop_process(OPERATOR) {
+        eprintln!("warning: stopping the operator: {err:#}");
+    }
+    result
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    target_directory: PathBuf,
+}
+
+fn target_dir(root: &Path) -> Result<PathBuf> {
+    let json = cmd::output(cargo().current_dir(root).args([
+        "metadata",
+        "--format-version=1",
+        "--no-deps",
+    ]))?;
+    let metadata: Metadata = serde_json::from_str(&json).context("parsing `cargo metadata`")?;
+    Ok(metadata.target_directory)
+}
+
+fn start_operator(env: &Env, root: &Path) -> Result<()> {
+    testenv::stop_process(OPERATOR)?;
+    let program = target_dir(root)?.join("debug").join(OPERATOR);
+    if !program.is_file() {
+        bail!("{} was not built", program.display());
+    }
+    let launch = run::Launch {
+        program,
+        args: Vec::new(),
+        log: env.dir.join("logs").join("operator.log"),
+        run_as: None,
+        env: env
+            .vars()
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect(),
+    };
+    let (mut child, record) = run::spawn(&launch)?;
+    let pid = record.pid;
+    testenv::record_process(OPERATOR, record)?;
+    // Give it a moment to fail fast on configuration errors.
+    std::thread::sleep(Duration::from_secs(2));
+    if let Some(status) = child.try_wait().context("checking the operator")? {
+        bail!(
+            "the operator exited ({status}); last lines of {}:\n{}",
+            launch.log.display(),
+            run::log_tail(&launch.log, 20)
+        );
+    }
+    println!("operator running (pid {pid}, log {})", launch.log.display());
+    Ok(())
+}
+
+/// Waits, within one overall deadline, for every object of [`READY_KINDS`]
+/// (kinds without objects are skipped).
+fn wait_ready(env: &Env) -> Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    for kind in READY_KINDS {
+        let names = cmd::output(env.kubectl()?.args(["get", kind, "-A", "-o", "name"]))?;
+        if names.trim().is_empty() {
+            println!("no {kind} in examples/");
+            continue;
+        }
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs()
+            .max(1);
+        let timeout = format!("--timeout={left}s");
+        cmd::run(env.kubectl()?.args([
+            "wait",
+            "--for=condition=Ready",
+            kind,
+            "--all",
+            "-A",
+            &timeout,
+        ]))
+        .with_context(|| {
+            format!(
+                "{kind} did not become Ready within {}s; see {}",
+                READY_TIMEOUT.as_secs(),
+                env.dir.join("logs").join("operator.log").display()
+            )
+        })?;
+    }
+    Ok(())
+}

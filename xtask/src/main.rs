@@ -1,0 +1,91 @@
+//! Dialtone's own tooling: `cargo xtask <command>`.
+//!
+//! - `testenv up | down | env | status`: a real Kubernetes control plane
+//!   (built from the Go module proxy) and PostgreSQL on loopback.
+//! - `test`: the one command that runs every check and test.
+//! - `bench`: the benchmarks, in release builds, printing their figures.
+//! - `demo`: brings the environment up, runs the operator and applies
+//!   `examples/`.
+
+mod bench;
+mod cmd;
+mod demo;
+mod paths;
+mod schemas;
+mod steps;
+mod test;
+mod testenv;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Dialtone project tooling")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage the local test environment (Kubernetes control plane, kwok, PostgreSQL).
+    Testenv {
+        #[command(subcommand)]
+        action: TestenvAction,
+    },
+    /// Run every check and test: fmt, clippy, unit tests, chart checks, end-to-end tests.
+    Test {
+        /// Stop the test environment after the run (always done under CI=true).
+        #[arg(long)]
+        down: bool,
+        /// Skip steps whose name contains this text (repeatable; refused under CI=true).
+        #[arg(long, value_name = "STEP")]
+        skip: Vec<String>,
+    },
+    /// Run the benchmarks (release builds) and print their figures.
+    Bench,
+    /// Bring up the environment, run the operator and apply `examples/`.
+    Demo {
+        /// Leave the operator running after the demo.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestenvAction {
+    /// Build (if needed) and start every component; reuses healthy ones.
+    Up,
+    /// Stop every component the environment started (keeps data and the build cache).
+    Down,
+    /// Print `export` lines for KUBECONFIG, DATABASE_URL and DIALTONE_TESTENV.
+    Env,
+    /// Print each component and whether it is running.
+    Status,
+    /// Build every cached tool, including those only `test` needs (helm, kubeconform, promtool).
+    Tools,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Testenv { action } => match action {
+            TestenvAction::Up => testenv::up().map(|_| ()),
+            TestenvAction::Down => testenv::down(),
+            TestenvAction::Env => testenv::print_env(),
+            TestenvAction::Status => testenv::status(),
+            TestenvAction::Tools => testenv::build_all(),
+        },
+        Command::Test { down, skip } => test::run(down, &skip),
+        Command::Bench => bench::run(),
+        Command::Demo { keep } => demo::run(keep),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

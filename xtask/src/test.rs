@@ -1,0 +1,276 @@
+//! `cargo xtask test`: the one command that runs every check and test.
+
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd;
+use crate::paths;
+use crate::steps::{self, Step};
+use crate::testenv::build::{self, Tool};
+use crate::testenv::{self, Env};
+
+/// Set for the end-to-end tests: a missing environment is a failure, never a skip.
+pub const ENV_REQUIRE: &str = "DIALTONE_REQUIRE_ENV";
+/// The namespace the chart is rendered into and dry-run applied to.
+const CHART_NAMESPACE: &str = "dialtone-system";
+/// Kinds without a schema in the test apiserver (their CRDs belong to the
+/// Prometheus operator); kubeconform skips only these.
+const SKIPPED_KINDS: &str = "ServiceMonitor,PrometheusRule";
+
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+}
+
+/// `cargo`, as the one running us.
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
+}
+
+pub fn run(down_after: bool, skip: &[String]) -> Result<()> {
+    if is_ci() && !skip.is_empty() {
+        bail!("--skip is not allowed under CI=true: CI runs every step");
+    }
+    let root = paths::repo_root()?;
+    let chart = root.join("charts").join("dialtone");
+    let env: RefCell<Option<Env>> = RefCell::new(None);
+    let up_env = || -> Result<Env> { Env::load() };
+
+    let steps = vec![
+        Step::new("cargo fmt --check", || {
+            cmd::run(cargo().current_dir(&root).args(["fmt", "--all", "--check"]))
+        }),
+        Step::new("cargo clippy", || {
+            cmd::run(cargo().current_dir(&root).args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        }),
+        Step::new("unit and integration tests", || {
+            cmd::run(cargo().current_dir(&root).args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "dialtone-e2e",
+            ]))
+        }),
+        Step::new("dialtone validate examples/", || {
+            cmd::run(cargo().current_dir(&root).args([
+                "run",
+                "--quiet",
+                "-p",
+                "dialtone-cli",
+                "--",
+                "validate",
+                "examples",
+            ]))
+        }),
+        Step::new("dialtone test examples/", || {
+            cmd::run(cargo().current_dir(&root).args([
+                "run",
+                "--quiet",
+                "-p",
+                "dialtone-cli",
+                "--",
+                "test",
+                "examples",
+            ]))
+        }),
+        Step::new("crdgen --check", || {
+            cmd::run(cargo().current_dir(&root).args([
+                "run",
+                "--quiet",
+                "-p",
+                "dialtone-crds",
+                "--bin",
+                "crdgen",
+                "--",
+                "--check",
+            ]))
+        }),
+        Step::new("testenv up", || {
+            *env.borrow_mut() = Some(testenv::up()?);
+            Ok(())
+        }),
+        Step::new("install CRDs", || {
+            let env = up_env()?;
+            install_crds(&env, &root)
+        }),
+        Step::new("helm lint", || {
+            let (helm, _) = build::ensure(Tool::Helm)?;
+            cmd::run(Command::new(helm).arg("lint").arg(&chart))
+        }),
+        Step::new("kubeconform", || {
+            let env = up_env()?;
+            let rendered = render_chart(&env, &chart)?;
+            kubeconform(&env, &rendered)
+        }),
+        Step::new("chart server-side dry run", || {
+            let env = up_env()?;
+            let rendered = render_chart(&env, &chart)?;
+            dry_run(&env, &rendered)
+        }),
+        Step::new("promtool test rules", || promtool(&chart)),
+        Step::new("end-to-end tests", || {
+            let env = up_env()?;
+            let mut test = cargo();
+            test.current_dir(&root)
+                .args(["test", "-p", "dialtone-e2e"])
+                // The environment is up: an e2e test that cannot reach it must fail.
+                .env(ENV_REQUIRE, "1");
+            cmd::run(env.apply(&mut test))
+        }),
+    ];
+    let steps = steps
+        .into_iter()
+        .filter(|step| {
+            let skipped = skip.iter().any(|s| step.name.contains(s.as_str()));
+            if skipped {
+                println!("skipping `{}` (--skip)", step.name);
+            }
+            !skipped
+        })
+        .collect();
+    let result = steps::run_all("cargo xtask test", steps);
+
+    if (down_after || is_ci()) && env.borrow().is_some() {
+        println!("\nstopping the test environment");
+        if let Err(err) = testenv::down() {
+            eprintln!("warning: stopping the test environment: {err:#}");
+        }
+    }
+    result
+}
+
+/// Renders the chart (CRDs included) into `<testenv>/chart.yaml`.
+fn render_chart(env: &Env, chart: &Path) -> Result<PathBuf> {
+    let (helm, _) = build::ensure(Tool::Helm)?;
+    let rendered = cmd::output(
+        Command::new(helm)
+            .args(["template", "dialtone"])
+            .arg(chart)
+            .args(["--namespace", CHART_NAMESPACE, "--include-crds"]),
+    )
+    .context("rendering the chart")?;
+    let path = env.dir.join("chart.yaml");
+    fs::write(&path, rendered).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Validates the rendered chart with kubeconform against JSON schemas
+/// generated from the test apiserver's OpenAPI document (the public schema
+/// registry is not reachable from CI, and this way the schemas match the
+/// Kubernetes version we test against).
+fn kubeconform(env: &Env, rendered: &Path) -> Result<()> {
+    let (kubeconform, _) = build::ensure(Tool::Kubeconform)?;
+    let schemas = env.dir.join("schemas");
+    crate::schemas::generate(env, &schemas)?;
+    let location = crate::schemas::location(&schemas);
+    cmd::run(
+        Command::new(kubeconform)
+            .args(["-strict", "-summary", "-schema-location"])
+            .arg(location)
+            .args(["-skip", SKIPPED_KINDS])
+            .arg(rendered),
+    )
+}
+
+/// Applies the rendered chart to the test apiserver with a server-side dry run.
+fn dry_run(env: &Env, rendered: &Path) -> Result<()> {
+    let namespace =
+        format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {CHART_NAMESPACE}\n");
+    cmd::run_with_stdin(
+        env.kubectl()?.args([
+            "apply",
+            "--server-side",
+            "--field-manager=dialtone-xtask",
+            "-f",
+            "-",
+        ]),
+        namespace.as_bytes(),
+    )
+    .context("creating the chart's namespace")?;
+    cmd::run(
+        env.kubectl()?
+            .args([
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "--field-manager=dialtone-xtask",
+                "-f",
+            ])
+            .arg(rendered),
+    )
+}
+
+/// `promtool test rules` on every `charts/dialtone/tests/*.yaml`.
+fn promtool(chart: &Path) -> Result<()> {
+    let tests_dir = chart.join("tests");
+    let mut tests: Vec<PathBuf> = match fs::read_dir(&tests_dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|ext| ext == "yaml" || ext == "yml")
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if tests.is_empty() {
+        println!("no rule tests in {} (nothing to run)", tests_dir.display());
+        return Ok(());
+    }
+    tests.sort();
+    let (promtool, _) = build::ensure(Tool::Promtool)?;
+    cmd::run(
+        Command::new(promtool)
+            .current_dir(&tests_dir)
+            .args(["test", "rules"])
+            .args(&tests),
+    )
+}
+
+/// Installs the chart's CRDs into the test apiserver.
+pub fn install_crds(env: &Env, root: &Path) -> Result<()> {
+    let crds = root.join("charts").join("dialtone").join("crds");
+    let has_crds = fs::read_dir(&crds)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|ext| ext == "yaml"))
+        })
+        .unwrap_or(false);
+    if !has_crds {
+        bail!(
+            "no CRDs in {} (run `cargo run -p dialtone-crds --bin crdgen`)",
+            crds.display()
+        );
+    }
+    cmd::run(
+        env.kubectl()?
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=dialtone-xtask",
+                "-f",
+            ])
+            .arg(&crds),
+    )?;
+    cmd::run(env.kubectl()?.args([
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "--all",
+        "--timeout=60s",
+    ]))
+}
