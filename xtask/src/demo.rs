@@ -15,8 +15,6 @@ use crate::test::{cargo, install_crds};
 use crate::testenv::{self, Env, run};
 
 const OPERATOR: &str = "dialtone-operator";
-/// The kinds that must all be Ready at the end of the demo.
-const READY_KINDS: [&str; 3] = ["tenants", "providers", "clusterproviders"];
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn run(keep: bool) -> Result<()> {
@@ -29,22 +27,26 @@ pub fn run(keep: bool) -> Result<()> {
             cmd::run(cargo().current_dir(&root).args(["build", "-p", OPERATOR]))
         }),
         Step::new("start the operator", || start_operator(&env()?, &root)),
-        Step::new("apply examples/", || {
-            cmd::run(
-                env()?
-                    .kubectl()?
-                    .args([
-                        "apply",
-                        "-R",
-                        "--server-side",
-                        "--field-manager=dialtone-demo",
-                        "-f",
-                    ])
-                    .arg(root.join("examples")),
-            )
+        // Secrets and Providers live in the tenants' namespaces, which the
+        // operator creates: Tenants (and platform-wide objects) go first.
+        Step::new("apply Tenants and ClusterProviders", || {
+            let mut files = example_files(&root, |path| {
+                path.file_name().is_some_and(|name| name == "tenant.yaml")
+                    || path.parent().is_some_and(|dir| dir.ends_with("platform"))
+            })?;
+            files.sort();
+            apply(&env()?, &files)
         }),
-        Step::new("wait for Tenants and Providers to be Ready", || {
-            wait_ready(&env()?)
+        Step::new("wait for Tenants to be Ready", || {
+            wait_ready(&env()?, &["tenants", "clusterproviders"])
+        }),
+        Step::new("apply the rest of examples/", || {
+            let mut files = example_files(&root, |_| true)?;
+            files.sort();
+            apply(&env()?, &files)
+        }),
+        Step::new("wait for Providers to be Ready", || {
+            wait_ready(&env()?, &["providers"])
         }),
         Step::new("kubectl get dialtone -A", || {
             cmd::run(env()?.kubectl()?.args(["get", "dialtone", "-A"]))
@@ -111,11 +113,45 @@ fn start_operator(env: &Env, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Waits, within one overall deadline, for every object of [`READY_KINDS`]
-/// (kinds without objects are skipped).
-fn wait_ready(env: &Env) -> Result<()> {
+/// The YAML files under `examples/` that `keep` accepts.
+fn example_files(root: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.join("examples")];
+    while let Some(dir) = dirs.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let path = entry
+                .with_context(|| format!("reading {}", dir.display()))?
+                .path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
+                && keep(&path)
+            {
+                found.push(path);
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn apply(env: &Env, files: &[PathBuf]) -> Result<()> {
+    let mut kubectl = env.kubectl()?;
+    kubectl.args(["apply", "--server-side", "--field-manager=dialtone-demo"]);
+    for file in files {
+        kubectl.arg("-f").arg(file);
+    }
+    cmd::run(&mut kubectl)
+}
+
+/// Waits, within one overall deadline, for every object of `kinds` (kinds
+/// without objects are skipped).
+fn wait_ready(env: &Env, kinds: &[&str]) -> Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
-    for kind in READY_KINDS {
+    for &kind in kinds {
         let names = cmd::output(env.kubectl()?.args(["get", kind, "-A", "-o", "name"]))?;
         if names.trim().is_empty() {
             println!("no {kind} in examples/");

@@ -128,6 +128,9 @@ pub fn run(down_after: bool, skip: &[String]) -> Result<()> {
                 .env(ENV_REQUIRE, "1");
             cmd::run(env.apply(&mut test))
         }),
+        // The README's main command must keep working: examples/ admitted by
+        // the API server and Ready under the operator.
+        Step::new("cargo xtask demo", || crate::demo::run(false)),
     ];
     let steps = steps
         .into_iter()
