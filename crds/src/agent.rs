@@ -26,7 +26,7 @@ use crate::common::{Condition, Locale};
     printcolumn = r#"{"name":"Ready","type":"string","description":"Whether the agent is ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","description":"Why the agent is or is not ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    doc = "Who answers or places calls: persona, locale, objectives, providers, phone numbers, workflows, runtime sizing and rollout policy.",
+    doc = "Who answers or places calls: persona, locale, objectives, providers, phone numbers, workflows, runtime sizing and rollout policy."
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AgentSpec {
@@ -257,7 +257,10 @@ fn default_backoff() -> i32 {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: default_attempts(), backoff_seconds: default_backoff() }
+        Self {
+            max_attempts: default_attempts(),
+            backoff_seconds: default_backoff(),
+        }
     }
 }
 
@@ -338,7 +341,10 @@ fn default_history() -> i32 {
 
 impl Default for Rollout {
     fn default() -> Self {
-        Self { pinned_version: None, revision_history_limit: default_history() }
+        Self {
+            pinned_version: None,
+            revision_history_limit: default_history(),
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use crate::common::{Condition, Weekday};
     printcolumn = r#"{"name":"Ready","type":"string","description":"Whether the campaign is ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","description":"Why the campaign is or is not ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    doc = "An outbound calling run: agent, audience, schedule windows, pacing, retries, suppression and budget.",
+    doc = "An outbound calling run: agent, audience, schedule windows, pacing, retries, suppression and budget."
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CampaignSpec {
@@ -211,7 +211,10 @@ fn default_retry_minutes() -> i32 {
 
 impl Default for CampaignRetries {
     fn default() -> Self {
-        Self { max_attempts: default_lead_attempts(), backoff_minutes: default_retry_minutes() }
+        Self {
+            max_attempts: default_lead_attempts(),
+            backoff_minutes: default_retry_minutes(),
+        }
     }
 }
 
@@ -235,7 +238,10 @@ fn default_true() -> bool {
 
 impl Default for Compliance {
     fn default() -> Self {
-        Self { respect_do_not_call: true, suppress: Vec::new() }
+        Self {
+            respect_do_not_call: true,
+            suppress: Vec::new(),
+        }
     }
 }
 

@@ -33,7 +33,9 @@ impl Locale {
 }
 
 /// A day of the week, as used in business hours and schedule windows.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "PascalCase")]
 pub enum Weekday {
     /// Monday.
@@ -78,12 +80,22 @@ pub struct ConditionUpdate {
 impl ConditionUpdate {
     /// A condition of `type_` that holds.
     pub fn truthy(type_: &str, reason: &str, message: impl Into<String>) -> Self {
-        Self { type_: type_.to_owned(), status: true, reason: reason.to_owned(), message: message.into() }
+        Self {
+            type_: type_.to_owned(),
+            status: true,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// A condition of `type_` that does not hold.
     pub fn falsy(type_: &str, reason: &str, message: impl Into<String>) -> Self {
-        Self { type_: type_.to_owned(), status: false, reason: reason.to_owned(), message: message.into() }
+        Self {
+            type_: type_.to_owned(),
+            status: false,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -100,7 +112,11 @@ pub fn merge_condition(
     observed_generation: Option<i64>,
     now: Timestamp,
 ) -> Vec<Condition> {
-    let mut merged: Vec<Condition> = conditions.iter().filter(|c| c.type_ != update.type_).cloned().collect();
+    let mut merged: Vec<Condition> = conditions
+        .iter()
+        .filter(|c| c.type_ != update.type_)
+        .cloned()
+        .collect();
     let previous = conditions.iter().find(|c| c.type_ == update.type_);
     let status = status_word(update.status);
     let last_transition_time = match previous {
@@ -126,14 +142,16 @@ pub fn merge_conditions(
     observed_generation: Option<i64>,
     now: Timestamp,
 ) -> Vec<Condition> {
-    updates
-        .iter()
-        .fold(conditions.to_vec(), |acc, u| merge_condition(&acc, u, observed_generation, now))
+    updates.iter().fold(conditions.to_vec(), |acc, u| {
+        merge_condition(&acc, u, observed_generation, now)
+    })
 }
 
 /// Whether the condition of `type_` is present and `True`.
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
 }
 
 /// The printer column for the `Ready` condition's status.
@@ -141,7 +159,8 @@ pub const READY_COLUMN: &str = r#"{"name":"Ready","type":"string","description":
 /// The printer column for the `Ready` condition's reason.
 pub const REASON_COLUMN: &str = r#"{"name":"Reason","type":"string","description":"Why the resource is or is not ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#;
 /// The printer column for the age of the resource.
-pub const AGE_COLUMN: &str = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#;
+pub const AGE_COLUMN: &str =
+    r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#;
 
 #[cfg(test)]
 mod tests {
@@ -152,8 +171,18 @@ mod tests {
 
     #[test]
     fn transition_time_is_kept_while_status_holds() {
-        let first = merge_condition(&[], &ConditionUpdate::truthy(READY, "Reconciled", "ok"), Some(1), at(100));
-        let second = merge_condition(&first, &ConditionUpdate::truthy(READY, "Reconciled", "still ok"), Some(2), at(200));
+        let first = merge_condition(
+            &[],
+            &ConditionUpdate::truthy(READY, "Reconciled", "ok"),
+            Some(1),
+            at(100),
+        );
+        let second = merge_condition(
+            &first,
+            &ConditionUpdate::truthy(READY, "Reconciled", "still ok"),
+            Some(2),
+            at(200),
+        );
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].last_transition_time, Time(at(100)));
         assert_eq!(second[0].message, "still ok");
@@ -162,8 +191,18 @@ mod tests {
 
     #[test]
     fn transition_time_moves_when_status_flips() {
-        let first = merge_condition(&[], &ConditionUpdate::truthy(READY, "Reconciled", "ok"), Some(1), at(100));
-        let second = merge_condition(&first, &ConditionUpdate::falsy(READY, "SecretNotFound", "gone"), Some(1), at(200));
+        let first = merge_condition(
+            &[],
+            &ConditionUpdate::truthy(READY, "Reconciled", "ok"),
+            Some(1),
+            at(100),
+        );
+        let second = merge_condition(
+            &first,
+            &ConditionUpdate::falsy(READY, "SecretNotFound", "gone"),
+            Some(1),
+            at(200),
+        );
         assert_eq!(second[0].status, "False");
         assert_eq!(second[0].last_transition_time, Time(at(200)));
     }
@@ -177,7 +216,10 @@ mod tests {
         let first = merge_conditions(&[], &updates, Some(3), at(100));
         let second = merge_conditions(&first, &updates, Some(3), at(500));
         assert_eq!(first, second);
-        assert_eq!(first.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), ["Ready", "Validated"]);
+        assert_eq!(
+            first.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
+            ["Ready", "Validated"]
+        );
         assert!(is_true(&second, READY));
     }
 }

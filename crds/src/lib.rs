@@ -29,7 +29,9 @@ pub const VERSION: &str = "v1alpha1";
 pub const CATEGORY: &str = "dialtone";
 
 /// Every CustomResourceDefinition of the project, in a stable order.
-pub fn all_crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+pub fn all_crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
     vec![
         Tenant::crd(),
         ClusterProvider::crd(),

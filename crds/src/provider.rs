@@ -83,7 +83,9 @@ pub struct ClusterProviderSpec {
 }
 
 /// What a provider does.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum ProviderType {
     /// Phone numbers and call control.
@@ -130,7 +132,9 @@ impl ProviderType {
 }
 
 /// Who provides a service.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Vendor {
     /// Works offline, for development, tests and demos.
@@ -174,7 +178,11 @@ impl Vendor {
         match self {
             Vendor::Builtin | Vendor::Sip => &[],
             Vendor::Twilio => &["accountSid", "authToken"],
-            Vendor::Deepgram | Vendor::Elevenlabs | Vendor::Cartesia | Vendor::Openai | Vendor::Sendgrid => &["apiKey"],
+            Vendor::Deepgram
+            | Vendor::Elevenlabs
+            | Vendor::Cartesia
+            | Vendor::Openai
+            | Vendor::Sendgrid => &["apiKey"],
             Vendor::Webhook => &["signingSecret"],
         }
     }

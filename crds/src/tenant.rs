@@ -238,6 +238,9 @@ impl Tenant {
     /// The namespace of the tenant: `spec.namespace`, else `tenant-<name>`.
     pub fn namespace_name(&self) -> String {
         use kube::ResourceExt;
-        self.spec.namespace.clone().unwrap_or_else(|| format!("tenant-{}", self.name_any()))
+        self.spec
+            .namespace
+            .clone()
+            .unwrap_or_else(|| format!("tenant-{}", self.name_any()))
     }
 }

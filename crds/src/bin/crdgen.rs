@@ -13,7 +13,8 @@ fn main() -> ExitCode {
         .map(PathBuf::from)
         .unwrap_or_else(dialtone_crds::generate::default_dir);
     let result = if check {
-        dialtone_crds::generate::check(&dir).map(|()| format!("CRDs in {} are up to date", dir.display()))
+        dialtone_crds::generate::check(&dir)
+            .map(|()| format!("CRDs in {} are up to date", dir.display()))
     } else {
         dialtone_crds::generate::write(&dir).map(|n| format!("wrote {n} CRDs to {}", dir.display()))
     };
