@@ -1,6 +1,7 @@
--- Argo CD health check for dialtone.io/v1alpha1 ClusterProvider.
--- Wire it in argocd-cm under resource.customizations.health.dialtone.io_ClusterProvider
--- (see docs/argocd.md). All six Dialtone kinds share this logic:
+-- Argo CD health check for every dialtone.io/v1alpha1 kind (Tenant, Provider,
+-- ClusterProvider, Objective, Agent, Campaign): they share one status shape.
+-- Wire it in argocd-cm under resource.customizations.health.dialtone.io_*
+-- (see docs/argocd.md). The logic:
 --   Progressing  the operator has not observed the latest spec yet
 --                (status.observedGeneration < metadata.generation), no Ready
 --                condition yet, Ready=Unknown, or Ready=False with an
