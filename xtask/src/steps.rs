@@ -1,8 +1,8 @@
 //! A list of named steps run in order, each timed, failing fast.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::cmd::human;
 
@@ -21,9 +21,43 @@ impl<'a> Step<'a> {
     }
 }
 
-/// Runs `steps` in order and stops at the first failure. Prints each step's
-/// duration and a closing `N passed, N failed` line.
+/// How a run of steps went.
+pub struct Summary {
+    title: String,
+    passed: usize,
+    failed: usize,
+    not_run: usize,
+    elapsed: Duration,
+}
+
+impl Summary {
+    /// Prints the closing lines; the last is the plain `steps: N passed,
+    /// N failed` that CI reads.
+    pub fn print(&self) {
+        let not_run = if self.not_run > 0 {
+            format!(", {} skipped", self.not_run)
+        } else {
+            String::new()
+        };
+        println!("\n{} finished in {}", self.title, human(self.elapsed));
+        println!(
+            "steps: {} passed, {} failed{not_run}",
+            self.passed, self.failed
+        );
+    }
+}
+
+/// Runs `steps` in order and stops at the first failure, printing each
+/// step's duration and then the summary.
 pub fn run_all(title: &str, steps: Vec<Step<'_>>) -> Result<()> {
+    let (summary, result) = run_steps(title, steps);
+    summary.print();
+    result
+}
+
+/// Like [`run_all`], but leaves printing the summary to the caller, so that
+/// clean-up output can come before it.
+pub fn run_steps(title: &str, steps: Vec<Step<'_>>) -> (Summary, Result<()>) {
     let total = steps.len();
     let started = Instant::now();
     let mut passed = 0;
@@ -48,18 +82,16 @@ pub fn run_all(title: &str, steps: Vec<Step<'_>>) -> Result<()> {
         }
     }
     let failed = usize::from(failure.is_some());
-    let skipped = total - passed - failed;
-    let skipped_note = if skipped > 0 {
-        format!(", {skipped} not run")
-    } else {
-        String::new()
+    let summary = Summary {
+        title: title.to_owned(),
+        passed,
+        failed,
+        not_run: total - passed - failed,
+        elapsed: started.elapsed(),
     };
-    println!(
-        "\n{title}: {passed} passed, {failed} failed{skipped_note} in {}",
-        human(started.elapsed())
-    );
-    match failure {
-        Some((name, err)) => bail!("step `{name}` failed: {err:#}"),
+    let result = match failure {
+        Some((name, err)) => Err(anyhow::anyhow!("step `{name}` failed: {err:#}")),
         None => Ok(()),
-    }
+    };
+    (summary, result)
 }

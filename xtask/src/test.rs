@@ -142,7 +142,7 @@ pub fn run(down_after: bool, skip: &[String]) -> Result<()> {
             !skipped
         })
         .collect();
-    let result = steps::run_all("cargo xtask test", steps);
+    let (summary, result) = steps::run_steps("cargo xtask test", steps);
 
     if (down_after || is_ci()) && env.borrow().is_some() {
         println!("\nstopping the test environment");
@@ -150,6 +150,7 @@ pub fn run(down_after: bool, skip: &[String]) -> Result<()> {
             eprintln!("warning: stopping the test environment: {err:#}");
         }
     }
+    summary.print();
     result
 }
 
