@@ -7,6 +7,7 @@
 //! caches warm and resync everything when they gain leadership.
 
 pub mod metrics;
+pub mod objective;
 pub mod provider;
 pub mod quantity;
 pub mod runtime;

@@ -99,8 +99,8 @@ pub struct Shared {
     pub instance: String,
     /// How many objects one controller reconciles at once.
     pub concurrency: u16,
-    /// A label selector limiting which Tenants, Providers and
-    /// ClusterProviders this operator manages (`None`: all). Lets several
+    /// A label selector limiting which Tenants, Providers,
+    /// ClusterProviders and Objectives this operator manages (`None`: all). Lets several
     /// operator installations (canaries, end-to-end tests) share a cluster.
     pub selector: Option<String>,
 }

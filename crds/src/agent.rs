@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{Condition, Locale};
+use crate::tenant::Isolation;
 
 /// Who answers or places calls. The operator compiles an Agent with its
 /// Objectives and Providers into an immutable config version, smoke-tests it,
@@ -288,6 +289,10 @@ pub struct AgentRuntime {
     /// Memory request and limit of a voice pod, as a Kubernetes quantity.
     #[serde(default = "default_memory")]
     pub memory: String,
+    /// Overrides the Tenant's isolation for this agent: `dedicated` gives it
+    /// voice pods of its own, `shared` puts it in the platform's pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
 }
 
 fn default_min_replicas() -> i32 {
@@ -314,6 +319,7 @@ impl Default for AgentRuntime {
             calls_per_pod: default_calls_per_pod(),
             cpu: default_cpu(),
             memory: default_memory(),
+            isolation: None,
         }
     }
 }

@@ -40,7 +40,7 @@ pub struct Env {
 }
 
 fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
         || std::env::var("DIALTONE_REQUIRE_ENV").is_ok_and(|v| v == "1")
 }
 
@@ -95,6 +95,7 @@ async fn install_crds(client: &Client) -> Result<()> {
         dialtone_crds::Tenant::crd(),
         dialtone_crds::Provider::crd(),
         dialtone_crds::ClusterProvider::crd(),
+        dialtone_crds::Objective::crd(),
     ];
     for crd in crds {
         let name = crd.name_any();
@@ -271,6 +272,25 @@ impl Operator {
             port,
             child: Some(child),
         })
+    }
+
+    /// The sum of every sample of the metric family `name` whose labels
+    /// contain `label` (e.g. `controller="tenant"`), read from `/metrics`.
+    pub async fn metric(&self, name: &str, label: &str) -> Result<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await?;
+        let prefix = format!("{name}{{");
+        let total = body
+            .lines()
+            .filter(|line| line.starts_with(&prefix) && line.contains(label))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        Ok(total)
     }
 
     /// The process id.

@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use dialtone_crds::Tenant;
 use dialtone_e2e::*;
+
+const RECONCILES: &str = "dialtone_reconciles_total";
+const TENANT: &str = "controller=\"tenant\"";
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -108,9 +111,25 @@ async fn tenant_gets_namespace_children_and_ready() -> Result<()> {
     })
     .await?;
 
-    // A second, identical reconcile writes no status: the resourceVersion holds.
+    // A second, identical reconcile writes no status: the resourceVersion
+    // holds. A change to the tenant's namespace triggers that reconcile.
     let rv = tenants.get(&name).await?.resource_version();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = op.metric(RECONCILES, TENANT).await?;
+    Api::<Namespace>::all(c.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"metadata": {"annotations": {"e2e/poke": "1"}}})),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while op.metric(RECONCILES, TENANT).await? <= before {
+        assert!(
+            Instant::now() < deadline,
+            "changing the namespace did not reconcile the tenant"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         tenants.get(&name).await?.resource_version(),
         rv,

@@ -1,4 +1,4 @@
-//! The Dialtone operator: Tenant, Provider and ClusterProvider controllers
+//! The Dialtone operator: Tenant, Provider, ClusterProvider and Objective controllers
 //! behind leader election, with `/metrics`, `/healthz` and `/readyz`.
 
 mod leader;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use dialtone_controllers::tenant::build::NetworkSettings;
-use dialtone_controllers::{Leadership, Metrics, Shared, provider, runtime, tenant};
+use dialtone_controllers::{Leadership, Metrics, Shared, objective, provider, runtime, tenant};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -63,7 +63,7 @@ struct Args {
     /// PostgreSQL port.
     #[arg(long, env = "DIALTONE_POSTGRES_PORT", default_value_t = 5432)]
     postgres_port: i32,
-    /// Only manage Tenants, Providers and ClusterProviders matching this
+    /// Only manage Tenants, Providers, ClusterProviders and Objectives matching this
     /// label selector (default: all). For canaries and end-to-end tests.
     #[arg(long, env = "DIALTONE_SELECTOR")]
     selector: Option<String>,
@@ -160,6 +160,7 @@ async fn run(args: Args) -> Result<(), RunError> {
     let tenants_synced = Arc::new(AtomicBool::new(false));
     let providers_synced = Arc::new(AtomicBool::new(false));
     let cluster_synced = Arc::new(AtomicBool::new(false));
+    let objectives_synced = Arc::new(AtomicBool::new(false));
 
     // Controllers start at once on every replica so the caches are warm;
     // reconcilers return early unless this replica leads.
@@ -169,10 +170,12 @@ async fn run(args: Args) -> Result<(), RunError> {
         providers_synced.clone(),
         cluster_synced.clone(),
     ));
+    let objective_task = tokio::spawn(objective::run(shared.clone(), objectives_synced.clone()));
     let controllers_stopped = async move {
         let drained = async {
             let _ = tenant_task.await;
             let _ = provider_task.await;
+            let _ = objective_task.await;
         };
         if tokio::time::timeout(Duration::from_secs(10), drained)
             .await
@@ -188,6 +191,7 @@ async fn run(args: Args) -> Result<(), RunError> {
             ("tenants", tenants_synced),
             ("providers", providers_synced),
             ("clusterproviders", cluster_synced),
+            ("objectives", objectives_synced),
         ],
         leadership,
     };

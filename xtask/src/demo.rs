@@ -8,14 +8,82 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use std::process::Command;
+
 use crate::cmd;
 use crate::paths;
 use crate::steps::{self, Step};
 use crate::test::{cargo, install_crds};
+use crate::testenv::build::{self, Tool};
 use crate::testenv::{self, Env, run};
 
 const OPERATOR: &str = "dialtone-operator";
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Where the chart is installed (its RBAC, and the operator's Lease).
+const CHART_NAMESPACE: &str = "dialtone-system";
+/// The kubeconfig of the chart's ServiceAccount, in the environment directory.
+const OPERATOR_KUBECONFIG: &str = "operator-kubeconfig";
+
+/// Applies the chart's ServiceAccount and RBAC (rendered by helm with the
+/// default values) and writes a kubeconfig holding a token of that
+/// ServiceAccount; returns its path.
+fn operator_identity(env: &Env, root: &Path) -> Result<PathBuf> {
+    let (helm, _) = build::ensure(Tool::Helm)?;
+    let rendered = cmd::output(
+        Command::new(helm)
+            .args(["template", "dialtone"])
+            .arg(root.join("charts").join("dialtone"))
+            .args(["--namespace", CHART_NAMESPACE])
+            .args(["--show-only", "templates/serviceaccount.yaml"])
+            .args(["--show-only", "templates/rbac.yaml"]),
+    )
+    .context("rendering the chart's RBAC")?;
+    let namespace =
+        format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {CHART_NAMESPACE}\n---\n");
+    cmd::run_with_stdin(
+        env.kubectl()?.args([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=dialtone-demo",
+            "-f",
+            "-",
+        ]),
+        format!("{namespace}{rendered}").as_bytes(),
+    )?;
+    let token = cmd::output(env.kubectl()?.args([
+        "create",
+        "token",
+        "dialtone",
+        "--namespace",
+        CHART_NAMESPACE,
+        "--duration=24h",
+    ]))?;
+    let admin = std::fs::read_to_string(&env.kubeconfig)
+        .with_context(|| format!("reading {}", env.kubeconfig.display()))?;
+    let operator = token_kubeconfig(&admin, token.trim())?;
+    let path = env.dir.join(OPERATOR_KUBECONFIG);
+    std::fs::write(&path, operator).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The admin kubeconfig with its user's credentials replaced by `token`.
+fn token_kubeconfig(admin: &str, token: &str) -> Result<String> {
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(admin).context("parsing the kubeconfig")?;
+    let users = config
+        .get_mut("users")
+        .and_then(serde_yaml::Value::as_sequence_mut)
+        .context("the kubeconfig has no users")?;
+    for user in users {
+        let mut credentials = serde_yaml::Mapping::new();
+        credentials.insert("token".into(), token.into());
+        if let Some(entry) = user.as_mapping_mut() {
+            entry.insert("user".into(), serde_yaml::Value::Mapping(credentials));
+        }
+    }
+    serde_yaml::to_string(&config).context("writing the kubeconfig")
+}
 
 pub fn run(keep: bool) -> Result<()> {
     let root = paths::repo_root()?;
@@ -25,6 +93,9 @@ pub fn run(keep: bool) -> Result<()> {
         Step::new("install CRDs", || install_crds(&env()?, &root)),
         Step::new("build the operator", || {
             cmd::run(cargo().current_dir(&root).args(["build", "-p", OPERATOR]))
+        }),
+        Step::new("install the chart's RBAC for the operator", || {
+            operator_identity(&env()?, &root).map(|_| ())
         }),
         Step::new("start the operator", || start_operator(&env()?, &root)),
         // Secrets and Providers live in the tenants' namespaces, which the
@@ -41,12 +112,16 @@ pub fn run(keep: bool) -> Result<()> {
             wait_ready(&env()?, &["tenants", "clusterproviders"])
         }),
         Step::new("apply the rest of examples/", || {
-            let mut files = example_files(&root, |_| true)?;
+            // Agents wait for their controller (the compile pipeline); until
+            // it lands they would only show an empty Ready column.
+            let mut files = example_files(&root, |path| {
+                path.file_name().is_none_or(|name| name != "agents.yaml")
+            })?;
             files.sort();
             apply(&env()?, &files)
         }),
-        Step::new("wait for Providers to be Ready", || {
-            wait_ready(&env()?, &["providers"])
+        Step::new("wait for Providers and Objectives to be Ready", || {
+            wait_ready(&env()?, &["providers", "objectives"])
         }),
         Step::new("kubectl get dialtone -A", || {
             cmd::run(env()?.kubectl()?.args(["get", "dialtone", "-A"]))
@@ -86,15 +161,25 @@ fn start_operator(env: &Env, root: &Path) -> Result<()> {
     if !program.is_file() {
         bail!("{} was not built", program.display());
     }
+    // The operator runs as the chart's ServiceAccount, so the demo (and the
+    // test command, which runs it) fails when the chart's RBAC lacks a verb.
+    let kubeconfig = env.dir.join(OPERATOR_KUBECONFIG);
     let launch = run::Launch {
         program,
-        args: Vec::new(),
+        args: vec![format!("--lease-namespace={CHART_NAMESPACE}")],
         log: env.dir.join("logs").join("operator.log"),
         run_as: None,
         env: env
             .vars()
             .iter()
-            .map(|(name, value)| (name.to_string(), value.clone()))
+            .map(|(name, value)| {
+                let value = if *name == "KUBECONFIG" {
+                    kubeconfig.display().to_string()
+                } else {
+                    value.clone()
+                };
+                (name.to_string(), value)
+            })
             .collect(),
     };
     let (mut child, record) = run::spawn(&launch)?;

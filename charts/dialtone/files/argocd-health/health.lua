@@ -6,7 +6,7 @@
 --                (status.observedGeneration < metadata.generation), no Ready
 --                condition yet, Ready=Unknown, or Ready=False with an
 --                in-progress reason;
---   Suspended    Ready=False with reason Suspended (spec.suspend);
+--   Suspended    Ready with reason Suspended (spec.suspend);
 --   Degraded     Ready=False with any other reason (e.g. SecretNotFound);
 --   Healthy      Ready=True for the current generation.
 local hs = {}
@@ -73,13 +73,16 @@ if message ~= "" then
   end
 end
 
-if ready.status == "True" then
+if reason == "Suspended" then
+  -- A suspended Tenant stays Ready=True (its namespace keeps serving calls
+  -- in flight); other kinds report Ready=False. Either way: Suspended.
+  hs.status = "Suspended"
+  hs.message = text
+elseif ready.status == "True" then
   hs.status = "Healthy"
   hs.message = text
 elseif ready.status == "False" then
-  if reason == "Suspended" then
-    hs.status = "Suspended"
-  elseif inProgress[reason] then
+  if inProgress[reason] then
     hs.status = "Progressing"
   else
     hs.status = "Degraded"
