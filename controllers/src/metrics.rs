@@ -86,11 +86,6 @@ impl Metrics {
         metrics
     }
 
-    /// Metrics that are not exported anywhere (tests).
-    pub fn unregistered() -> Self {
-        Self::register(&mut Registry::default())
-    }
-
     /// Records a finished reconciliation.
     pub fn reconciled(&self, controller: &str, ok: bool, took: Duration) {
         let result = if ok { "success" } else { "error" };

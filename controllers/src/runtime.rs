@@ -31,14 +31,6 @@ impl Leadership {
         Self(rx)
     }
 
-    /// A replica that always leads (tests, single-replica runs).
-    pub fn always() -> Self {
-        let (tx, rx) = watch::channel(true);
-        // Keep the channel open for the life of the process.
-        std::mem::forget(tx);
-        Self(rx)
-    }
-
     /// Whether this replica leads right now. Reconcilers check it before any
     /// write; a replica that loses leadership exits.
     pub fn is_leader(&self) -> bool {

@@ -118,17 +118,20 @@ pub struct Lead {
 /// When calls may be placed.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.startDate) || !has(self.endDate) || self.startDate <= self.endDate").message("startDate must not be after endDate"))]
 pub struct Schedule {
     /// Weekly windows in the tenant's time zone.
     #[schemars(length(min = 1, max = 50))]
     pub windows: Vec<ScheduleWindow>,
     /// First day of dialing, `YYYY-MM-DD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$')").message("startDate must be YYYY-MM-DD"))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$')").message("startDate must be YYYY-MM-DD"))]
+    #[schemars(length(max = 10))]
     pub start_date: Option<String>,
     /// Last day of dialing, `YYYY-MM-DD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$')").message("endDate must be YYYY-MM-DD"))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$')").message("endDate must be YYYY-MM-DD"))]
+    #[schemars(length(max = 10))]
     pub end_date: Option<String>,
 }
 

@@ -38,8 +38,13 @@ pub struct Evaluation {
     pub updates: Vec<ConditionUpdate>,
     /// The Secret's resourceVersion, when it was found.
     pub secret_resource_version: Option<String>,
-    /// Whether the provider is ready.
-    pub ready: bool,
+}
+
+#[cfg(test)]
+impl Evaluation {
+    fn ready(&self) -> bool {
+        self.updates.last().is_some_and(|ready| ready.status)
+    }
 }
 
 /// Evaluates credentials (first) and settings (second); `Ready` carries the
@@ -68,11 +73,9 @@ pub fn evaluate(spec: &ProviderSpec, lookup: SecretLookup<'_>) -> Evaluation {
         SecretLookup::Found(secret) => secret.metadata.resource_version.clone(),
         _ => None,
     };
-    let is_ready = ready.status;
     Evaluation {
         updates: vec![credentials, settings, ready],
         secret_resource_version,
-        ready: is_ready,
     }
 }
 
@@ -261,7 +264,7 @@ mod tests {
             &spec("type: stt\nvendor: builtin\n"),
             SecretLookup::NotRequired,
         );
-        assert!(e.ready);
+        assert!(e.ready());
         assert_eq!(ready(&e).reason, "Validated");
         assert_eq!(e.secret_resource_version, None);
     }
@@ -275,7 +278,7 @@ mod tests {
                 name: "twilio",
             },
         );
-        assert!(!e.ready);
+        assert!(!e.ready());
         assert_eq!(ready(&e).reason, "SecretNotFound");
         assert_eq!(ready(&e).message, "Secret acme/twilio not found");
     }
@@ -301,7 +304,7 @@ mod tests {
             "type: telephony\nvendor: twilio\ncredentialsSecretRef: { name: twilio, keys: { authToken: token } }\n",
         );
         let s = secret(&[("accountSid", SID), ("token", TOKEN)]);
-        assert!(evaluate(&spec, SecretLookup::Found(&s)).ready);
+        assert!(evaluate(&spec, SecretLookup::Found(&s)).ready());
         let s = secret(&[("accountSid", SID), ("authToken", TOKEN)]);
         let e = evaluate(&spec, SecretLookup::Found(&s));
         assert_eq!(ready(&e).reason, "KeyMissing");
@@ -331,7 +334,7 @@ mod tests {
     fn good_twilio_is_ready() {
         let s = secret(&[("accountSid", SID), ("authToken", TOKEN)]);
         let e = evaluate(&twilio(), SecretLookup::Found(&s));
-        assert!(e.ready, "{:?}", e.updates);
+        assert!(e.ready(), "{:?}", e.updates);
         assert!(e.updates.iter().all(|c| !c.message.contains(TOKEN)));
     }
 
