@@ -195,8 +195,9 @@ async fn run(args: Args) -> Result<(), RunError> {
         ],
         leadership,
     };
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
     let server = tokio::spawn(server::serve(
-        args.metrics_addr,
+        listener,
         state,
         runtime::shutdown_future(&shutdown_rx),
     ));
