@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -159,6 +160,65 @@ pub fn object_key<K: Resource>(obj: &K) -> String {
         Some(ns) => format!("{ns}/{}", obj.meta().name.as_deref().unwrap_or_default()),
         None => obj.meta().name.clone().unwrap_or_default(),
     }
+}
+
+/// What every controller does when a reconcile fails: counts it by
+/// category, backs off per object (5 s doubling to 5 min), logs it and leaves
+/// a Warning Event on the object. Returns when to retry.
+#[allow(clippy::too_many_arguments)]
+pub fn report_failure<K>(
+    shared: &Shared,
+    recorder: &Recorder,
+    backoff: &FailureBackoff,
+    controller: &'static str,
+    obj: Arc<K>,
+    category: &'static str,
+    error: &dyn std::error::Error,
+    action: &'static str,
+) -> Action
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    shared.metrics.failed(controller, category);
+    let key = object_key(obj.as_ref());
+    let delay = backoff.next_delay(&format!("{controller}:{key}"));
+    tracing::warn!(controller, object = %key, category, error = %error, retry_in = ?delay, "reconcile failed");
+    let recorder = recorder.clone();
+    let note = error.to_string();
+    tokio::spawn(async move {
+        publish(
+            &recorder,
+            obj.as_ref(),
+            EventType::Warning,
+            category,
+            action,
+            note,
+        )
+        .await;
+    });
+    Action::requeue(delay)
+}
+
+/// Drives a controller's result stream to its end; the errors it yields are
+/// the controller's own bookkeeping (failed reconciles are reported by
+/// [`report_failure`]), so they are only logged at debug level.
+pub async fn drain<K, E1, E2>(
+    controller: &'static str,
+    stream: impl Stream<Item = Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E1, E2>>>,
+) where
+    K: Resource,
+    E1: std::error::Error + 'static,
+    E2: std::error::Error + 'static,
+{
+    stream
+        .for_each(|res| {
+            if let Err(err) = res {
+                tracing::debug!(controller, error = %err, "controller event");
+            }
+            futures::future::ready(())
+        })
+        .await;
+    tracing::info!(controller, "stopped");
 }
 
 /// Runs one API call with [`API_TIMEOUT`]. A timeout becomes a

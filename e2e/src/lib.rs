@@ -230,6 +230,11 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// The one operator of test run `run`: its own Lease, identity `<run>-a`.
+    pub fn solo(env: &Env, run: &str) -> Result<Self> {
+        Self::start(env, run, &format!("{run}-lease"), &format!("{run}-a"), &[])
+    }
+
     /// Starts an operator that manages only objects labelled
     /// `dialtone.io/e2e-run=<run>`, electing on Lease `lease`.
     pub fn start(

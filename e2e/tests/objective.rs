@@ -87,13 +87,7 @@ async fn objective_is_validated_and_a_cycle_is_named() -> Result<()> {
     let run = unique("ob");
     let ns = format!("{run}-ns");
     ensure_namespace(&env.client, &ns, Some(&run)).await?;
-    let op = Operator::start(
-        &env,
-        &run,
-        &format!("{run}-lease"),
-        &format!("{run}-a"),
-        &[],
-    )?;
+    let op = Operator::solo(&env, &run)?;
     wait_for(Duration::from_secs(20), || async {
         Ok(op.get("/readyz").await?.0 == 200)
     })

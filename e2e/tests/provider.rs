@@ -71,13 +71,7 @@ async fn provider_becomes_ready_when_its_secret_appears() -> Result<()> {
     let run = unique("pv");
     let ns = format!("{run}-ns");
     ensure_namespace(&env.client, &ns, Some(&run)).await?;
-    let op = Operator::start(
-        &env,
-        &run,
-        &format!("{run}-lease"),
-        &format!("{run}-a"),
-        &[],
-    )?;
+    let op = Operator::solo(&env, &run)?;
     wait_for(Duration::from_secs(20), || async {
         Ok(op.get("/readyz").await?.0 == 200)
     })
@@ -152,13 +146,7 @@ async fn missing_key_and_bad_sid_never_show_values() -> Result<()> {
     let run = unique("pk");
     let ns = format!("{run}-ns");
     ensure_namespace(&env.client, &ns, Some(&run)).await?;
-    let _op = Operator::start(
-        &env,
-        &run,
-        &format!("{run}-lease"),
-        &format!("{run}-a"),
-        &[],
-    )?;
+    let _op = Operator::solo(&env, &run)?;
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &ns);
     let providers: Api<Provider> = Api::namespaced(env.client.clone(), &ns);
     let pp = PostParams::default();
@@ -233,13 +221,7 @@ async fn cluster_provider_reads_the_named_namespace() -> Result<()> {
     let run = unique("cp");
     let ns = format!("{run}-ns");
     ensure_namespace(&env.client, &ns, Some(&run)).await?;
-    let _op = Operator::start(
-        &env,
-        &run,
-        &format!("{run}-lease"),
-        &format!("{run}-a"),
-        &[],
-    )?;
+    let _op = Operator::solo(&env, &run)?;
     let api: Api<ClusterProvider> = Api::all(env.client.clone());
     let cp: ClusterProvider = serde_json::from_value(serde_json::json!({
         "apiVersion": "dialtone.io/v1alpha1",

@@ -20,13 +20,7 @@ async fn tenant_gets_namespace_children_and_ready() -> Result<()> {
         return Ok(());
     };
     let run = unique("tn");
-    let op = Operator::start(
-        &env,
-        &run,
-        &format!("{run}-lease"),
-        &format!("{run}-a"),
-        &[],
-    )?;
+    let op = Operator::solo(&env, &run)?;
     let tenants: Api<Tenant> = Api::all(env.client.clone());
     let name = run.clone();
     tenants
@@ -180,13 +174,7 @@ async fn deleting_a_tenant_removes_its_namespace() -> Result<()> {
         return Ok(());
     };
     let run = unique("td");
-    let _op = Operator::start(
-        &env,
-        &run,
-        &format!("{run}-lease"),
-        &format!("{run}-a"),
-        &[],
-    )?;
+    let _op = Operator::solo(&env, &run)?;
     let tenants: Api<Tenant> = Api::all(env.client.clone());
     let name = run.clone();
     let ns = format!("{run}-ns");
@@ -227,13 +215,7 @@ async fn namespace_owned_by_someone_else_is_never_adopted() -> Result<()> {
         return Ok(());
     };
     let run = unique("tc");
-    let _op = Operator::start(
-        &env,
-        &run,
-        &format!("{run}-lease"),
-        &format!("{run}-a"),
-        &[],
-    )?;
+    let _op = Operator::solo(&env, &run)?;
     let ns = format!("{run}-theirs");
     ensure_namespace(&env.client, &ns, None).await?;
     let tenants: Api<Tenant> = Api::all(env.client.clone());

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use dialtone_crds::Tenant;
 use dialtone_crds::objective::{Objective, ObjectiveStatus};
 use dialtone_crds::tenant::TenantSpec;
-use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Config};
@@ -28,7 +27,8 @@ use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, predicates, wat
 use kube::{Api, Resource, ResourceExt};
 
 use crate::runtime::{
-    FailureBackoff, Shared, mark_synced, object_key, pruned_watch, publish, shutdown_future, timed,
+    FailureBackoff, Shared, drain, mark_synced, object_key, pruned_watch, publish, report_failure,
+    shutdown_future, timed,
 };
 
 /// The controller's name in metrics and logs.
@@ -92,22 +92,15 @@ pub async fn run(shared: Shared, synced: Arc<AtomicBool>) {
         tenants_synced,
     });
     let objective_store = store.clone();
-    Controller::for_stream(objectives, store)
+    let controller = Controller::for_stream(objectives, store)
         .watches_stream(tenants, move |tenant: Tenant| {
             objectives_in(&objective_store, &tenant.namespace_name())
         })
         .reconcile_all_on(shared.leadership.gained())
         .graceful_shutdown_on(shutdown_future(&shared.shutdown))
         .with_config(Config::default().concurrency(shared.concurrency))
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| {
-            if let Err(err) = res {
-                tracing::debug!(controller = CONTROLLER, error = %err, "controller event");
-            }
-            futures::future::ready(())
-        })
-        .await;
-    tracing::info!(controller = CONTROLLER, "stopped");
+        .run(reconcile, error_policy, ctx);
+    drain(CONTROLLER, controller).await;
 }
 
 /// The Objectives cached in `namespace`.
@@ -226,29 +219,16 @@ async fn announce_validated_change(
 }
 
 fn error_policy(objective: Arc<Objective>, err: &Error, ctx: Arc<Context>) -> Action {
-    let category = err.category();
-    ctx.shared.metrics.failed(CONTROLLER, category);
-    let delay = ctx.backoff.next_delay(&object_key(objective.as_ref()));
-    tracing::warn!(
-        objective = %object_key(objective.as_ref()),
-        category,
-        error = %err,
-        retry_in = ?delay,
-        "reconcile failed"
-    );
-    let note = err.to_string();
-    tokio::spawn(async move {
-        publish(
-            &ctx.recorder,
-            objective.as_ref(),
-            EventType::Warning,
-            category,
-            "Validate",
-            note,
-        )
-        .await;
-    });
-    Action::requeue(delay)
+    report_failure(
+        &ctx.shared,
+        &ctx.recorder,
+        &ctx.backoff,
+        CONTROLLER,
+        objective,
+        err.category(),
+        err,
+        "Validate",
+    )
 }
 
 #[cfg(test)]

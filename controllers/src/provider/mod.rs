@@ -31,7 +31,8 @@ use serde::de::DeserializeOwned;
 
 use self::evaluate::{Evaluation, SecretLookup};
 use crate::runtime::{
-    FailureBackoff, Shared, mark_synced, object_key, pruned_watch, publish, shutdown_future, timed,
+    FailureBackoff, Shared, drain, mark_synced, object_key, pruned_watch, publish, report_failure,
+    shutdown_future, timed,
 };
 
 /// The field manager of status writes, and the events' reporting controller.
@@ -181,8 +182,8 @@ pub async fn run(
         ctx,
     );
     futures::join!(
-        drain::<Provider, _, _, _>(provider_ctl),
-        drain::<ClusterProvider, _, _, _>(cluster_ctl),
+        drain(Provider::CONTROLLER, provider_ctl),
+        drain(ClusterProvider::CONTROLLER, cluster_ctl),
         fan_out
     );
     tracing::info!(controller = "provider", "stopped");
@@ -199,23 +200,6 @@ fn controller<K: ProviderResource>(
         .reconcile_all_on(shared.leadership.gained())
         .graceful_shutdown_on(shutdown_future(&shared.shutdown))
         .with_config(Config::default().concurrency(shared.concurrency))
-}
-
-async fn drain<K, S, E1, E2>(stream: S)
-where
-    K: ProviderResource,
-    S: Stream<Item = Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E1, E2>>>,
-    E1: std::error::Error + 'static,
-    E2: std::error::Error + 'static,
-{
-    stream
-        .for_each(|res| {
-            if let Err(err) = res {
-                tracing::debug!(controller = K::CONTROLLER, error = %err, "controller event");
-            }
-            futures::future::ready(())
-        })
-        .await;
 }
 
 /// Maps every touched Secret to the providers that reference it.
@@ -391,32 +375,16 @@ async fn announce_ready_change<K: ProviderResource>(
 }
 
 fn error_policy<K: ProviderResource>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
-    let category = err.category();
-    ctx.shared.metrics.failed(K::CONTROLLER, category);
-    let delay = ctx
-        .backoff
-        .next_delay(&format!("{}:{}", K::CONTROLLER, object_key(obj.as_ref())));
-    tracing::warn!(
-        controller = K::CONTROLLER,
-        provider = %object_key(obj.as_ref()),
-        category,
-        error = %err,
-        retry_in = ?delay,
-        "reconcile failed"
-    );
-    let note = err.to_string();
-    tokio::spawn(async move {
-        publish(
-            &ctx.recorder,
-            obj.as_ref(),
-            EventType::Warning,
-            category,
-            "Validate",
-            note,
-        )
-        .await;
-    });
-    Action::requeue(delay)
+    report_failure(
+        &ctx.shared,
+        &ctx.recorder,
+        &ctx.backoff,
+        K::CONTROLLER,
+        obj,
+        err.category(),
+        err,
+        "Validate",
+    )
 }
 
 #[cfg(test)]

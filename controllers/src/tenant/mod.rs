@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use dialtone_crds::common::READY;
 use dialtone_crds::{Tenant, TenantStatus};
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -44,7 +43,8 @@ use serde::de::DeserializeOwned;
 use self::build::{NetworkSettings, TenantChildren};
 use self::status::Observation;
 use crate::runtime::{
-    FailureBackoff, Shared, mark_synced, object_key, pruned_watch, publish, shutdown_future, timed,
+    FailureBackoff, Shared, drain, mark_synced, object_key, pruned_watch, publish, report_failure,
+    shutdown_future, timed,
 };
 use crate::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
 
@@ -148,20 +148,13 @@ pub async fn run(shared: Shared, net: NetworkSettings, synced: Arc<AtomicBool>) 
         net,
         backoff: FailureBackoff::default(),
     });
-    Controller::for_stream(tenants, store)
+    let controller = Controller::for_stream(tenants, store)
         .watches_stream(namespaces, tenant_of_namespace)
         .reconcile_all_on(shared.leadership.gained())
         .graceful_shutdown_on(shutdown_future(&shared.shutdown))
         .with_config(Config::default().concurrency(shared.concurrency))
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| {
-            if let Err(err) = res {
-                tracing::debug!(controller = CONTROLLER, error = %err, "controller event");
-            }
-            futures::future::ready(())
-        })
-        .await;
-    tracing::info!(controller = CONTROLLER, "stopped");
+        .run(reconcile, error_policy, ctx);
+    drain(CONTROLLER, controller).await;
 }
 
 /// Reconcile on a new generation, finalizer changes and deletion — not on
@@ -224,23 +217,16 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Acti
 }
 
 fn error_policy(tenant: Arc<Tenant>, err: &Error, ctx: Arc<Context>) -> Action {
-    let category = err.category();
-    ctx.shared.metrics.failed(CONTROLLER, category);
-    let delay = ctx.backoff.next_delay(&object_key(tenant.as_ref()));
-    tracing::warn!(tenant = %tenant.name_any(), category, error = %err, retry_in = ?delay, "reconcile failed");
-    let note = err.to_string();
-    tokio::spawn(async move {
-        publish(
-            &ctx.recorder,
-            tenant.as_ref(),
-            EventType::Warning,
-            category,
-            "Reconcile",
-            note,
-        )
-        .await;
-    });
-    Action::requeue(delay)
+    report_failure(
+        &ctx.shared,
+        &ctx.recorder,
+        &ctx.backoff,
+        CONTROLLER,
+        tenant,
+        err.category(),
+        err,
+        "Reconcile",
+    )
 }
 
 /// Apply stage: validate, check the namespace is ours, apply every child,
