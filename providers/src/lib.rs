@@ -1,0 +1,1 @@
+//! Vendor adapters. See the crate description.

@@ -1,0 +1,1 @@
+//! The event spine. See the crate description.

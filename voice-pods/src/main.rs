@@ -1,0 +1,2 @@
+//! dialtone-voice.
+fn main() {}
