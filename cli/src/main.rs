@@ -4,6 +4,9 @@
 //! voice pods, so what passes here passes there.
 
 mod load;
+mod loadtest;
+mod projections;
+mod replay;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
@@ -87,6 +90,53 @@ enum Command {
         #[arg(long = "choice")]
         choices: Vec<String>,
     },
+    /// Run simulated callers with personas against a voice pod's /v1/calls
+    /// socket; report completion per persona and turn-latency percentiles.
+    /// Exit status 1 when calls failed on the client side.
+    Loadtest {
+        /// The voice pod, e.g. ws://127.0.0.1:8080.
+        #[arg(long)]
+        url: String,
+        /// The number to call, E.164.
+        #[arg(long)]
+        to: String,
+        /// Calls in total.
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+        /// Calls at once.
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+        /// Personas, assigned to calls in turn: cooperative, confused,
+        /// hostile, silent, interrupting, hangup.
+        #[arg(long, value_delimiter = ',', default_value = "cooperative")]
+        personas: Vec<loadtest::Persona>,
+        /// Seed of the callers' choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Re-run a recorded call's inputs through the engine at its config
+    /// version; print the conversation and every difference from the
+    /// record. Exit status 1 on a difference.
+    Replay {
+        /// The call's id.
+        call_id: uuid::Uuid,
+        /// The event spine's database.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// Also write the call as an Objective test case (YAML that
+        /// `dialtone test` runs).
+        #[arg(long)]
+        export_test: Option<PathBuf>,
+    },
+    /// Rebuild the calls projection from the call events alone.
+    RebuildProjections {
+        /// Only this tenant's calls.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The event spine's database.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
 }
 
 /// A failure of the command itself (not of the resources it checks).
@@ -94,6 +144,10 @@ enum Command {
 enum CliError {
     #[error(transparent)]
     Load(#[from] load::LoadError),
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
+    #[error(transparent)]
+    Rebuild(#[from] projections::RebuildError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -127,6 +181,30 @@ fn main() -> ExitCode {
             now,
             choices,
         } => parse(&primitive, &locale, &tz, now.as_deref(), &choices),
+        Command::Loadtest {
+            url,
+            to,
+            calls,
+            concurrency,
+            personas,
+            seed,
+        } => run_loadtest(loadtest::Options {
+            url,
+            to,
+            calls,
+            concurrency,
+            personas,
+            seed,
+        }),
+        Command::Replay {
+            call_id,
+            database_url,
+            export_test,
+        } => replay::run(call_id, &database_url, export_test.as_deref()).map_err(CliError::from),
+        Command::RebuildProjections {
+            tenant,
+            database_url,
+        } => projections::run(&database_url, tenant).map_err(CliError::from),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -136,6 +214,16 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_loadtest(options: loadtest::Options) -> Result<bool, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io("starting the async runtime"))?;
+    let report = runtime.block_on(loadtest::run(&options));
+    print!("{}", report.render(&options));
+    Ok(report.errors() == 0)
 }
 
 fn meta_name(m: &dialtone_crds::objective::Objective) -> (String, String) {

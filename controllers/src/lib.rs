@@ -6,6 +6,7 @@
 //! and only when it changed. Only the leader reconciles; standbys keep their
 //! caches warm and resync everything when they gain leadership.
 
+pub mod agent;
 pub mod metrics;
 pub mod objective;
 pub mod provider;

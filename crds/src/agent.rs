@@ -404,9 +404,22 @@ pub struct VersionRecord {
 pub struct PhoneNumberStatus {
     /// The number, E.164.
     pub number: String,
-    /// `Routed`, `Pending`, `Conflict` or `BindingFailed`.
+    /// `Pending` (no active version yet), `Routed` (routed to the active
+    /// version; the vendor is not called: sip, builtin, outbound-only, or no
+    /// public voice URL configured), `Bound` (routed, and the telephony
+    /// vendor sends the number's calls to the platform's voice webhook),
+    /// `BindingFailed` (routed, but the vendor could not be updated),
+    /// `Conflict` (another Agent holds the number) or `Suspended`.
     pub state: String,
     /// Details, e.g. which Agent already holds a conflicting number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The voice webhook the telephony vendor was pointed at, once `Bound`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_url: Option<String>,
+    /// The provider and the resourceVersion of its credentials Secret that
+    /// bound the number (`Provider/twilio@12345`); a change of either binds
+    /// it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_with: Option<String>,
 }

@@ -12,6 +12,9 @@
 //! Every test labels its objects with a unique `dialtone.io/e2e-run` value and
 //! starts its operators with `--selector` on that label and a Lease of its
 //! own, so tests run in parallel against one cluster without interfering.
+//! Operators get the test database (`DATABASE_URL`, else
+//! `.testenv/database-url`), so the Agent controller runs, and a shared voice
+//! pool of their own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -96,6 +99,7 @@ async fn install_crds(client: &Client) -> Result<()> {
         dialtone_crds::Provider::crd(),
         dialtone_crds::ClusterProvider::crd(),
         dialtone_crds::Objective::crd(),
+        dialtone_crds::Agent::crd(),
     ];
     for crd in crds {
         let name = crd.name_any();
@@ -220,6 +224,59 @@ fn build_operator() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The test database: `DATABASE_URL`, else `.testenv/database-url` at the
+/// workspace root (written by `cargo xtask testenv up`).
+pub fn database_url() -> Option<String> {
+    if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        return Some(url);
+    }
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.testenv/database-url");
+    std::fs::read_to_string(file)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// A connection pool to the test database, or why there is none.
+pub async fn database() -> Result<sqlx::PgPool> {
+    let url = database_url()
+        .context("no DATABASE_URL and no .testenv/database-url (run `cargo xtask testenv up`)")?;
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&url)
+        .await?)
+}
+
+/// The shared voice pool of test run `run`'s operator (in
+/// [`LEASE_NAMESPACE`]): each run has its own, so parallel tests do not
+/// size one pool against each other.
+pub fn voice_pool_name(run: &str) -> String {
+    format!("{run}-pool")
+}
+
+/// Deletes the shared voice pool of test run `run` (it has no owner: the
+/// operator keeps it while shared Agents exist).
+pub async fn remove_voice_pool(client: &Client, run: &str) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let name = voice_pool_name(run);
+    let dp = DeleteParams::background();
+    let _ = Api::<Deployment>::namespaced(client.clone(), LEASE_NAMESPACE)
+        .delete(&name, &dp)
+        .await;
+    let _ = Api::<Service>::namespaced(client.clone(), LEASE_NAMESPACE)
+        .delete(&name, &dp)
+        .await;
+    let _ = Api::<PodDisruptionBudget>::namespaced(client.clone(), LEASE_NAMESPACE)
+        .delete(&name, &dp)
+        .await;
+    let _ = Api::<ServiceAccount>::namespaced(client.clone(), LEASE_NAMESPACE)
+        .delete(&name, &dp)
+        .await;
+}
+
 /// An operator process started by a test; killed when dropped.
 pub struct Operator {
     /// Its identity in the Lease.
@@ -235,8 +292,21 @@ impl Operator {
         Self::start(env, run, &format!("{run}-lease"), &format!("{run}-a"), &[])
     }
 
+    /// The one operator of test run `run`, with extra arguments.
+    pub fn solo_with(env: &Env, run: &str, extra: &[&str]) -> Result<Self> {
+        Self::start(
+            env,
+            run,
+            &format!("{run}-lease"),
+            &format!("{run}-a"),
+            extra,
+        )
+    }
+
     /// Starts an operator that manages only objects labelled
-    /// `dialtone.io/e2e-run=<run>`, electing on Lease `lease`.
+    /// `dialtone.io/e2e-run=<run>`, electing on Lease `lease`. It gets the
+    /// test database (so the Agent controller runs) and a shared voice pool
+    /// of its own ([`voice_pool_name`]).
     pub fn start(
         env: &Env,
         run: &str,
@@ -249,7 +319,11 @@ impl Operator {
         let logs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-logs");
         std::fs::create_dir_all(&logs)?;
         let log = std::fs::File::create(logs.join(format!("{identity}.log")))?;
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        if let Some(url) = database_url() {
+            command.env("DATABASE_URL", url);
+        }
+        let child = command
             .env("KUBECONFIG", &env.kubeconfig)
             .env(
                 "RUST_LOG",
@@ -267,6 +341,12 @@ impl Operator {
                 identity,
             ])
             .args(["--selector", &format!("{RUN_LABEL}={run}")])
+            .args([
+                "--voice-pool-namespace",
+                LEASE_NAMESPACE,
+                "--voice-pool-name",
+                &voice_pool_name(run),
+            ])
             .args(extra)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))

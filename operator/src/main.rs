@@ -1,5 +1,7 @@
-//! The Dialtone operator: Tenant, Provider, ClusterProvider and Objective controllers
-//! behind leader election, with `/metrics`, `/healthz` and `/readyz`.
+//! The Dialtone operator: Tenant, Provider, ClusterProvider, Objective and
+//! Agent controllers behind leader election, with `/metrics`, `/healthz` and
+//! `/readyz`. The Agent controller needs PostgreSQL (`DATABASE_URL`); without
+//! it the other controllers run and Agents are left alone.
 
 mod leader;
 mod server;
@@ -11,8 +13,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::Parser;
+use dialtone_controllers::agent::build::{PoolSettings, VoiceSettings};
 use dialtone_controllers::tenant::build::NetworkSettings;
-use dialtone_controllers::{Leadership, Metrics, Shared, objective, provider, runtime, tenant};
+use dialtone_controllers::{
+    Leadership, Metrics, Shared, agent, objective, provider, runtime, tenant,
+};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -63,13 +68,77 @@ struct Args {
     /// PostgreSQL port.
     #[arg(long, env = "DIALTONE_POSTGRES_PORT", default_value_t = 5432)]
     postgres_port: i32,
-    /// Only manage Tenants, Providers, ClusterProviders and Objectives matching this
-    /// label selector (default: all). For canaries and end-to-end tests.
+    /// Only manage Tenants, Providers, ClusterProviders, Objectives and Agents
+    /// matching this label selector (default: all). For canaries and
+    /// end-to-end tests; give each installation its own --voice-pool-name.
     #[arg(long, env = "DIALTONE_SELECTOR")]
     selector: Option<String>,
     /// Objects each controller reconciles at once.
     #[arg(long, env = "DIALTONE_CONCURRENCY", default_value_t = 4)]
     concurrency: u16,
+    /// PostgreSQL of the event spine (config versions, phone routes). The
+    /// Agent controller runs only with it.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Connections the operator keeps to PostgreSQL.
+    #[arg(long, env = "DIALTONE_DATABASE_CONNECTIONS", default_value_t = 5)]
+    database_connections: u32,
+    /// The dialtone-voice image of voice pods.
+    #[arg(long, env = "DIALTONE_VOICE_IMAGE", default_value = concat!("ghcr.io/dialtone/dialtone-voice:", env!("CARGO_PKG_VERSION")))]
+    voice_image: String,
+    /// The public base URL of the voice pods (e.g. https://voice.example.com):
+    /// Twilio numbers get `<url>/twilio/voice` as their voice webhook. Unset,
+    /// webhooks are not managed.
+    #[arg(long, env = "DIALTONE_PUBLIC_VOICE_URL", value_parser = http_url)]
+    public_voice_url: Option<String>,
+    /// Seconds calls get to finish when a voice pod stops (its
+    /// --drain-seconds; the pod's grace period adds 15).
+    #[arg(long, env = "DIALTONE_VOICE_DRAIN_SECONDS", default_value_t = 300)]
+    voice_drain_seconds: u32,
+    /// The Secret (keys database-url and stream-secret) voice pods read in
+    /// their namespace: each dedicated tenant's and the pool's.
+    #[arg(long, env = "DIALTONE_VOICE_SECRET", default_value = "dialtone-voice")]
+    voice_secret: String,
+    /// Namespace of the shared voice pool; defaults to the Lease namespace
+    /// (the operator's own).
+    #[arg(long, env = "DIALTONE_VOICE_POOL_NAMESPACE")]
+    voice_pool_namespace: Option<String>,
+    /// Name of the shared voice pool's Deployment, Service,
+    /// PodDisruptionBudget and ServiceAccount.
+    #[arg(
+        long,
+        env = "DIALTONE_VOICE_POOL_NAME",
+        default_value = "dialtone-voice-pool"
+    )]
+    voice_pool_name: String,
+    /// Fewest shared pool replicas.
+    #[arg(long, env = "DIALTONE_VOICE_POOL_MIN_REPLICAS", default_value_t = 2)]
+    voice_pool_min_replicas: i32,
+    /// Most shared pool replicas.
+    #[arg(long, env = "DIALTONE_VOICE_POOL_MAX_REPLICAS", default_value_t = 20)]
+    voice_pool_max_replicas: i32,
+    /// Concurrent calls one shared pool pod carries.
+    #[arg(long, env = "DIALTONE_VOICE_POOL_CALLS_PER_POD", default_value_t = 50)]
+    voice_pool_calls_per_pod: i32,
+    /// CPU request of a shared pool pod.
+    #[arg(long, env = "DIALTONE_VOICE_POOL_CPU", default_value = "500m")]
+    voice_pool_cpu: String,
+    /// Memory request and limit of a shared pool pod.
+    #[arg(long, env = "DIALTONE_VOICE_POOL_MEMORY", default_value = "512Mi")]
+    voice_pool_memory: String,
+}
+
+fn http_url(s: &str) -> Result<String, String> {
+    let trimmed = s.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(format!("{s:?} is not an http(s) URL")),
+    }
 }
 
 fn default_identity() -> String {
@@ -129,6 +198,8 @@ enum RunError {
     Serve(#[from] std::io::Error),
     #[error(transparent)]
     Leader(#[from] leader::LeaderError),
+    #[error("DATABASE_URL: {0}")]
+    Database(#[source] sqlx::Error),
 }
 
 async fn run(args: Args) -> Result<(), RunError> {
@@ -171,11 +242,66 @@ async fn run(args: Args) -> Result<(), RunError> {
         cluster_synced.clone(),
     ));
     let objective_task = tokio::spawn(objective::run(shared.clone(), objectives_synced.clone()));
+    let mut synced = vec![
+        ("tenants", tenants_synced),
+        ("providers", providers_synced),
+        ("clusterproviders", cluster_synced),
+        ("objectives", objectives_synced),
+    ];
+    let agent_task = match &args.database_url {
+        Some(url) => {
+            // Lazy: the operator starts (and its other controllers run)
+            // while PostgreSQL is down; Agent reconciles fail and back off.
+            let db = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(args.database_connections.max(1))
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_lazy(url)
+                .map_err(RunError::Database)?;
+            let agents_synced = Arc::new(AtomicBool::new(false));
+            synced.push(("agents", agents_synced.clone()));
+            let settings = agent::Settings {
+                voice: VoiceSettings {
+                    image: args.voice_image.clone(),
+                    port: args.voice_port,
+                    drain_seconds: i64::from(args.voice_drain_seconds),
+                    public_url: args.public_voice_url.clone(),
+                    secret: args.voice_secret.clone(),
+                },
+                pool: PoolSettings {
+                    namespace: args
+                        .voice_pool_namespace
+                        .clone()
+                        .unwrap_or_else(|| args.lease_namespace.clone()),
+                    name: args.voice_pool_name.clone(),
+                    min_replicas: args.voice_pool_min_replicas,
+                    max_replicas: args.voice_pool_max_replicas,
+                    calls_per_pod: args.voice_pool_calls_per_pod,
+                    cpu: args.voice_pool_cpu.clone(),
+                    memory: args.voice_pool_memory.clone(),
+                },
+            };
+            Some(tokio::spawn(agent::run(
+                shared.clone(),
+                settings,
+                db,
+                agents_synced,
+            )))
+        }
+        None => {
+            tracing::warn!(
+                "no DATABASE_URL: the Agent controller does not run (config versions and phone routes live in PostgreSQL)"
+            );
+            None
+        }
+    };
     let controllers_stopped = async move {
         let drained = async {
             let _ = tenant_task.await;
             let _ = provider_task.await;
             let _ = objective_task.await;
+            if let Some(task) = agent_task {
+                let _ = task.await;
+            }
         };
         if tokio::time::timeout(Duration::from_secs(10), drained)
             .await
@@ -187,12 +313,7 @@ async fn run(args: Args) -> Result<(), RunError> {
 
     let state = server::AppState {
         registry: Arc::new(registry),
-        synced: vec![
-            ("tenants", tenants_synced),
-            ("providers", providers_synced),
-            ("clusterproviders", cluster_synced),
-            ("objectives", objectives_synced),
-        ],
+        synced,
         leadership,
     };
     let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
@@ -261,5 +382,49 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_voice_url_must_be_http_and_loses_a_trailing_slash() {
+        assert_eq!(
+            http_url("https://voice.example.com/"),
+            Ok("https://voice.example.com".to_owned())
+        );
+        assert_eq!(
+            http_url("http://127.0.0.1:8080"),
+            Ok("http://127.0.0.1:8080".to_owned())
+        );
+        assert!(http_url("voice.example.com").is_err());
+        assert!(http_url("https://").is_err());
+        assert!(http_url("https://voice example").is_err());
+    }
+
+    #[test]
+    fn agent_flags_parse_with_their_defaults() {
+        let args = Args::try_parse_from([
+            "dialtone-operator",
+            "--database-url",
+            "postgres://x@localhost/db",
+            "--public-voice-url",
+            "https://voice.example.com/",
+        ])
+        .expect("parses");
+        assert_eq!(
+            args.public_voice_url.as_deref(),
+            Some("https://voice.example.com")
+        );
+        assert_eq!(args.voice_drain_seconds, 300);
+        assert_eq!(args.voice_secret, "dialtone-voice");
+        assert_eq!(args.voice_pool_name, "dialtone-voice-pool");
+        assert_eq!(args.voice_pool_namespace, None);
+        assert!(
+            args.voice_image
+                .starts_with("ghcr.io/dialtone/dialtone-voice:")
+        );
     }
 }

@@ -1,1 +1,18 @@
-//! The event spine. See the crate description.
+//! The event spine: PostgreSQL as the system of record of every call.
+//!
+//! * [`event`]: the call events (`call_events` rows) and their JSON payloads.
+//! * [`writer`]: the voice pods' batched event writer, with back-pressure,
+//!   the live `calls` projection and a local spill file for outages.
+//! * [`projection`]: the `calls` projection as a pure fold, and its rebuild
+//!   from `call_events` alone.
+//! * [`db`]: the row form of events and shared database helpers.
+//! * [`versions`], [`routes`]: config versions and phone routing.
+
+pub mod db;
+pub mod event;
+pub mod projection;
+mod spill;
+pub mod writer;
+
+pub mod routes;
+pub mod versions;

@@ -1,7 +1,9 @@
 //! `cargo xtask demo`: the environment, the CRDs, the operator and
-//! `examples/`, ending with `kubectl get dialtone -A`. Later issues add
-//! steps to the list.
+//! `examples/` until every resource is Ready (`kubectl get dialtone -A`),
+//! then a voice pod, simulated calls to every routed number, what the event
+//! spine recorded of them, and a replay of one.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,7 @@ use serde::Deserialize;
 use std::process::Command;
 
 use crate::cmd;
+use crate::demo_calls;
 use crate::paths;
 use crate::steps::{self, Step};
 use crate::test::{cargo, install_crds};
@@ -88,6 +91,10 @@ fn token_kubeconfig(admin: &str, token: &str) -> Result<String> {
 pub fn run(keep: bool) -> Result<()> {
     let root = paths::repo_root()?;
     let env = || Env::load();
+    let routes = RefCell::new(Vec::new());
+    let voice_port = RefCell::new(0u16);
+    let replayed = RefCell::new(String::new());
+    let since = demo_calls::now_unix();
     let steps = vec![
         Step::new("testenv up", || testenv::up().map(|_| ())),
         Step::new("install CRDs", || install_crds(&env()?, &root)),
@@ -112,30 +119,64 @@ pub fn run(keep: bool) -> Result<()> {
             wait_ready(&env()?, &["tenants", "clusterproviders"])
         }),
         Step::new("apply the rest of examples/", || {
-            // Agents wait for their controller (the compile pipeline); until
-            // it lands they would only show an empty Ready column.
-            let mut files = example_files(&root, |path| {
-                path.file_name().is_none_or(|name| name != "agents.yaml")
-            })?;
+            let mut files = example_files(&root, |_| true)?;
+            files.retain(|path| {
+                path.file_name().is_none_or(|name| name != "tenant.yaml")
+                    && !path.parent().is_some_and(|dir| dir.ends_with("platform"))
+            });
             files.sort();
             apply(&env()?, &files)
         }),
-        Step::new("wait for Providers and Objectives to be Ready", || {
-            wait_ready(&env()?, &["providers", "objectives"])
-        }),
+        Step::new(
+            "wait for Providers, Objectives and Agents to be Ready",
+            || wait_ready(&env()?, &["providers", "objectives", "agents"]),
+        ),
         Step::new("kubectl get dialtone -A", || {
             cmd::run(env()?.kubectl()?.args(["get", "dialtone", "-A"]))
+        }),
+        Step::new("phone routes in PostgreSQL", || {
+            *routes.borrow_mut() = demo_calls::routes(&env()?, &example_namespaces(&root)?)?;
+            Ok(())
+        }),
+        Step::new("build the voice pod and the CLI", || {
+            cmd::run(cargo().current_dir(&root).args([
+                "build",
+                "-p",
+                demo_calls::VOICE,
+                "-p",
+                "dialtone-cli",
+            ]))
+        }),
+        Step::new("start a voice pod", || {
+            *voice_port.borrow_mut() = demo_calls::start_voice_pod(&env()?, &target_dir(&root)?)?;
+            Ok(())
+        }),
+        Step::new("simulated calls to every routed number", || {
+            demo_calls::place_calls(&root, *voice_port.borrow(), &routes.borrow())
+        }),
+        Step::new("the calls and their events", || {
+            let call = demo_calls::show_calls(&env()?, &example_namespaces(&root)?, since)?;
+            *replayed.borrow_mut() = call;
+            Ok(())
+        }),
+        Step::new("dialtone replay of one call", || {
+            demo_calls::replay(&env()?, &root, &replayed.borrow())
         }),
     ];
     let result = steps::run_all("cargo xtask demo", steps);
     if keep && result.is_ok() {
         let log = paths::testenv_dir()?.join("logs").join("operator.log");
         println!(
-            "the operator keeps running (log: {}); `cargo xtask testenv down` stops it",
+            "the operator and the voice pod (port {}) keep running (log: {}); `cargo xtask testenv down` stops them",
+            voice_port.borrow(),
             log.display()
         );
-    } else if let Err(err) = testenv::stop_process(OPERATOR) {
-        eprintln!("warning: stopping the operator: {err:#}");
+    } else {
+        for process in [demo_calls::VOICE, OPERATOR] {
+            if let Err(err) = testenv::stop_process(process) {
+                eprintln!("warning: stopping {process}: {err:#}");
+            }
+        }
     }
     result
 }
@@ -145,7 +186,7 @@ struct Metadata {
     target_directory: PathBuf,
 }
 
-fn target_dir(root: &Path) -> Result<PathBuf> {
+pub fn target_dir(root: &Path) -> Result<PathBuf> {
     let json = cmd::output(cargo().current_dir(root).args([
         "metadata",
         "--format-version=1",
@@ -196,6 +237,38 @@ fn start_operator(env: &Env, root: &Path) -> Result<()> {
     }
     println!("operator running (pid {pid}, log {})", launch.log.display());
     Ok(())
+}
+
+/// The namespaces of the examples' Tenants (`spec.namespace`, else
+/// `tenant-<name>`).
+fn example_namespaces(root: &Path) -> Result<Vec<String>> {
+    let mut namespaces = Vec::new();
+    for file in example_files(root, |path| {
+        path.file_name().is_some_and(|name| name == "tenant.yaml")
+    })? {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(document)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            if value.get("kind").and_then(serde_yaml::Value::as_str) != Some("Tenant") {
+                continue;
+            }
+            let name = value
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(serde_yaml::Value::as_str)
+                .context("a Tenant without a name")?;
+            let namespace = value
+                .get("spec")
+                .and_then(|s| s.get("namespace"))
+                .and_then(serde_yaml::Value::as_str)
+                .map_or_else(|| format!("tenant-{name}"), str::to_owned);
+            namespaces.push(namespace);
+        }
+    }
+    namespaces.sort();
+    Ok(namespaces)
 }
 
 /// The YAML files under `examples/` that `keep` accepts.

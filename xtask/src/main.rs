@@ -10,6 +10,7 @@
 mod bench;
 mod cmd;
 mod demo;
+mod demo_calls;
 mod paths;
 mod schemas;
 mod steps;

@@ -62,13 +62,19 @@ pub fn run(down_after: bool, skip: &[String]) -> Result<()> {
                 "warnings",
             ]))
         }),
+        // Before the unit tests: the event spine's and the voice pods'
+        // integration tests run against the environment's PostgreSQL.
+        Step::new("testenv up", || {
+            *env.borrow_mut() = Some(testenv::up()?);
+            Ok(())
+        }),
         Step::new("unit and integration tests", || {
-            cmd::run(cargo().current_dir(&root).args([
-                "test",
-                "--workspace",
-                "--exclude",
-                "dialtone-e2e",
-            ]))
+            let env = up_env()?;
+            let mut test = cargo();
+            test.current_dir(&root)
+                .args(["test", "--workspace", "--exclude", "dialtone-e2e"])
+                .env(ENV_REQUIRE, "1");
+            cmd::run(env.apply(&mut test))
         }),
         Step::new("dialtone validate examples/", || {
             cmd::run(cargo().current_dir(&root).args([
@@ -103,10 +109,6 @@ pub fn run(down_after: bool, skip: &[String]) -> Result<()> {
                 "--",
                 "--check",
             ]))
-        }),
-        Step::new("testenv up", || {
-            *env.borrow_mut() = Some(testenv::up()?);
-            Ok(())
         }),
         Step::new("install CRDs", || {
             let env = up_env()?;

@@ -1,0 +1,61 @@
+//! The pod: what every request handler and call shares.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dialtone_spine::writer::EventSink;
+use prometheus_client::registry::Registry;
+
+use crate::drain::Drain;
+use crate::metrics::Metrics;
+use crate::session::CallContext;
+use crate::store::Store;
+use crate::token::StreamSecret;
+use crate::vendors::VendorCache;
+
+/// Settings of a pod, from its flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The base URL Twilio reaches this pod at, e.g.
+    /// `https://voice.example.com`; webhook signatures are computed over it.
+    pub public_url: String,
+    /// Where provider credentials are mounted.
+    pub credentials_dir: PathBuf,
+    /// The key of media stream tokens, shared by every pod of a pool.
+    pub stream_secret: StreamSecret,
+    /// How long calls may take to finish after SIGTERM.
+    pub drain: Duration,
+    /// The platform's Twilio auth token, used to verify webhooks for
+    /// numbers that route nowhere (no Agent, so no Provider to take a token
+    /// from).
+    pub default_twilio_token: Option<String>,
+}
+
+/// Everything shared by the pod's handlers and calls.
+pub struct Pod {
+    /// Settings.
+    pub settings: Settings,
+    /// Routes and versions.
+    pub store: Store,
+    /// The event writer.
+    pub events: EventSink,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The registry the metrics are in.
+    pub registry: Registry,
+    /// Admission and drain.
+    pub drain: Arc<Drain>,
+    /// Provider adapters by config version.
+    pub vendors: VendorCache,
+}
+
+impl Pod {
+    /// What a call reports to.
+    pub fn call_context(&self) -> CallContext {
+        CallContext {
+            events: self.events.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The HTTP surface: Twilio's webhook and media socket, the text call
+//! socket, metrics and probes.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use dialtone_spine::event::Channel;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::pod::Pod;
+use crate::session::{CallMeta, Pinned};
+use crate::{media_call, text_call, webhook};
+
+/// The router.
+pub fn router(pod: Arc<Pod>) -> Router {
+    Router::new()
+        .route("/twilio/voice", post(webhook::voice))
+        .route("/twilio/media", get(media_socket))
+        .route("/v1/calls", get(text_socket))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(pod)
+}
+
+fn unavailable(why: &'static str) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+}
+
+async fn metrics(State(pod): State<Arc<Pod>>) -> Response {
+    let stats = pod.events.stats();
+    pod.metrics.events(
+        stats.buffered.load(Ordering::Relaxed),
+        stats.spill_pending.load(Ordering::Relaxed),
+    );
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &pod.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Ready while taking calls and once PostgreSQL has answered (routes and
+/// versions come from there); not ready while draining.
+async fn readyz(State(pod): State<Arc<Pod>>) -> Response {
+    if pod.drain.draining() {
+        return unavailable("draining");
+    }
+    if !pod.store.reached() {
+        return unavailable("PostgreSQL not reached yet");
+    }
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// Query of `/v1/calls`.
+#[derive(Debug, Deserialize)]
+pub struct CallQuery {
+    /// The number called, E.164.
+    pub to: String,
+    /// The caller's number, E.164.
+    pub from: Option<String>,
+}
+
+/// A `+` left unescaped in a query string arrives as a space; an E.164
+/// number never starts with one, so it is put back.
+pub fn e164(raw: &str) -> String {
+    match raw.strip_prefix(' ') {
+        Some(rest) => format!("+{}", rest.trim()),
+        None => raw.trim().to_owned(),
+    }
+}
+
+async fn text_socket(
+    State(pod): State<Arc<Pod>>,
+    Query(query): Query<CallQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if pod.drain.draining() {
+        return unavailable("draining");
+    }
+    let to = e164(&query.to);
+    let route = match pod.store.route(&to).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return (StatusCode::NOT_FOUND, format!("no agent answers {to}\n")).into_response();
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read phone routes");
+            return unavailable("routing unavailable");
+        }
+    };
+    let config = match pod.store.version(&route.active_version).await {
+        Ok(c) => c,
+        Err(err) => {
+            tracing::error!(version = %route.active_version, error = %err, "cannot load the routed config version");
+            return unavailable("config unavailable");
+        }
+    };
+    let Some(guard) = pod.drain.admit() else {
+        return unavailable("draining");
+    };
+    let pinned = Pinned {
+        hash: route.active_version,
+        config,
+    };
+    let meta = CallMeta {
+        call_id: Uuid::new_v4(),
+        channel: Channel::Text,
+        caller: query.from.as_deref().map(e164),
+        callee: Some(to),
+        external_id: None,
+    };
+    upgrade.on_upgrade(move |socket| text_call::run(pod, socket, pinned, meta, guard))
+}
+
+async fn media_socket(State(pod): State<Arc<Pod>>, upgrade: WebSocketUpgrade) -> Response {
+    if pod.drain.draining() {
+        return unavailable("draining");
+    }
+    let Some(guard) = pod.drain.admit() else {
+        return unavailable("draining");
+    };
+    upgrade.on_upgrade(move |socket| media_call::run(pod, socket, guard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unescaped_plus_is_restored() {
+        assert_eq!(e164(" 61290001234"), "+61290001234");
+        assert_eq!(e164("+61290001234"), "+61290001234");
+    }
+}

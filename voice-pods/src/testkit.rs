@@ -1,0 +1,348 @@
+//! Support for tests and benchmarks (feature `testkit`): the test database,
+//! a config version and route seeded from `examples/dental-clinic`, and a
+//! pod on a free loopback port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dialtone_crds::agent::ProviderRef;
+use dialtone_crds::{Agent, Objective, Provider, Tenant};
+use dialtone_engine::{CompileInput, ConfigVersion, compile};
+use dialtone_spine::routes::{self, RouteError};
+use dialtone_spine::versions::{self, VersionError};
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::token::StreamSecret;
+use crate::{DrainReport, Pod, PodError, Settings};
+
+/// The stream secret of test pods.
+pub const STREAM_SECRET: &str = "test-stream-secret-0123456789";
+/// The Twilio auth token of the dental example's `twilio` Provider in test
+/// pods' credentials directory.
+pub const AUTH_TOKEN: &str = "test-auth-token-not-a-secret";
+/// The platform default Twilio token of test pods.
+pub const DEFAULT_TOKEN: &str = "test-platform-default-token";
+/// The dental example's namespace.
+pub const NAMESPACE: &str = "tenant-harbour-dental";
+
+/// Why the test setup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    /// Reading the example or writing a temporary file.
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    /// The example does not parse.
+    #[error("{0}: {1}")]
+    Yaml(String, #[source] serde_yaml::Error),
+    /// The example does not compile.
+    #[error("compile: {0}")]
+    Compile(String),
+    /// Storing the version.
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    /// Routing the number.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// Connecting.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Starting the pod.
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    /// The stream secret.
+    #[error(transparent)]
+    Secret(#[from] crate::token::WeakSecret),
+}
+
+/// Installs the process's TLS crypto provider (the binary does this in
+/// `main`); harmless when already installed.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// `DATABASE_URL`, else the test environment's `.testenv/database-url`.
+pub fn database_url() -> Option<String> {
+    if let Ok(url) = std::env::var("DATABASE_URL")
+        && !url.trim().is_empty()
+    {
+        return Some(url.trim().to_owned());
+    }
+    std::fs::read_to_string(workspace_root().join(".testenv/database-url"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether a missing test environment must fail the test.
+pub fn environment_required() -> bool {
+    let set = |name: &str| {
+        std::env::var(name)
+            .map(|v| matches!(v.trim(), "1" | "true"))
+            .unwrap_or(false)
+    };
+    set("CI") || set("DIALTONE_REQUIRE_ENV")
+}
+
+/// The database URL, or `None` after printing a skip line. Panics when
+/// the environment is required (`CI`, `DIALTONE_REQUIRE_ENV`) and absent.
+pub fn database_or_skip(test: &str) -> Option<String> {
+    install_crypto();
+    let url = database_url();
+    if url.is_none() {
+        assert!(
+            !environment_required(),
+            "{test}: no DATABASE_URL and no .testenv/database-url (run `cargo xtask testenv up`)"
+        );
+        println!("skip {test}: no PostgreSQL (run `cargo xtask testenv up`)");
+    }
+    url
+}
+
+/// A random Australian-looking E.164 number, unique enough to isolate
+/// tests sharing a database.
+pub fn random_number() -> String {
+    let n = Uuid::new_v4().as_u128() % 100_000_000;
+    format!("+6129{n:08}")
+}
+
+/// A random suffix for names.
+pub fn random_suffix() -> String {
+    Uuid::new_v4().simple().to_string()[..10].to_owned()
+}
+
+#[derive(Deserialize)]
+struct Header {
+    #[serde(default)]
+    kind: String,
+}
+
+/// The resources of `examples/dental-clinic`.
+pub struct DentalExample {
+    /// The Tenant.
+    pub tenant: Tenant,
+    /// The Objectives.
+    pub objectives: Vec<Objective>,
+    /// The Providers.
+    pub providers: Vec<Provider>,
+    /// The Agent `reception`.
+    pub agent: Agent,
+}
+
+/// Reads `examples/dental-clinic`.
+pub fn dental_example() -> Result<DentalExample, TestkitError> {
+    let dir = workspace_root().join("examples/dental-clinic");
+    let mut tenant = None;
+    let mut agent = None;
+    let mut objectives = Vec::new();
+    let mut providers = Vec::new();
+    for file in [
+        "tenant.yaml",
+        "objectives.yaml",
+        "providers.yaml",
+        "agents.yaml",
+    ] {
+        let path = dir.join(file);
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| TestkitError::Io(name.clone(), e))?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(doc)
+                .map_err(|e| TestkitError::Yaml(name.clone(), e))?;
+            let header: Header = serde_yaml::from_value(value.clone())
+                .map_err(|e| TestkitError::Yaml(name.clone(), e))?;
+            let yaml = |e| TestkitError::Yaml(name.clone(), e);
+            match header.kind.as_str() {
+                "Tenant" => tenant = Some(serde_yaml::from_value(value).map_err(yaml)?),
+                "Agent" => agent = Some(serde_yaml::from_value(value).map_err(yaml)?),
+                "Objective" => objectives.push(serde_yaml::from_value(value).map_err(yaml)?),
+                "Provider" => providers.push(serde_yaml::from_value(value).map_err(yaml)?),
+                _ => {}
+            }
+        }
+    }
+    match (tenant, agent) {
+        (Some(tenant), Some(agent)) => Ok(DentalExample {
+            tenant,
+            objectives,
+            providers,
+            agent,
+        }),
+        _ => Err(TestkitError::Compile(
+            "examples/dental-clinic lacks its Tenant or Agent".to_owned(),
+        )),
+    }
+}
+
+/// A config version stored and routed for tests.
+pub struct Seeded {
+    /// The number routed to it.
+    pub number: String,
+    /// The Agent's name.
+    pub agent: String,
+    /// The version.
+    pub version: ConfigVersion,
+}
+
+/// Compiles the dental example's Agent as `agent` answering `number` (with
+/// the builtin speech and classifier providers, Twilio for telephony),
+/// with `display_name` so variants differ, stores the version and routes
+/// the number to it.
+pub async fn seed_dental(
+    pool: &PgPool,
+    agent: &str,
+    number: &str,
+    display_name: &str,
+) -> Result<Seeded, TestkitError> {
+    let example = dental_example()?;
+    let mut spec = example.agent.spec.clone();
+    spec.display_name = Some(display_name.to_owned());
+    spec.phone_numbers = vec![dialtone_crds::agent::PhoneNumber {
+        number: number.to_owned(),
+        direction: Default::default(),
+    }];
+    let builtin = |name: &str| {
+        Some(ProviderRef {
+            name: name.to_owned(),
+            kind: Default::default(),
+        })
+    };
+    spec.providers.stt = builtin("builtin-stt");
+    spec.providers.tts = builtin("builtin-tts");
+    spec.providers.llm = builtin("builtin-llm");
+    let mut resource = Agent::new(agent, spec);
+    resource.metadata.namespace = Some(NAMESPACE.to_owned());
+    let input = CompileInput {
+        agent: &resource,
+        tenant: &example.tenant,
+        objectives: example.objectives.iter().collect(),
+        providers: example.providers.iter().collect(),
+        cluster_providers: Vec::new(),
+    };
+    let version = compile(&input).map_err(|e| TestkitError::Compile(e.to_string()))?;
+    let tenant = version.config.tenant.name.clone();
+    versions::put(pool, &version, &tenant, NAMESPACE, agent).await?;
+    routes::activate(
+        pool,
+        &tenant,
+        NAMESPACE,
+        agent,
+        &[number.to_owned()],
+        &version.hash,
+    )
+    .await?;
+    Ok(Seeded {
+        number: number.to_owned(),
+        agent: agent.to_owned(),
+        version,
+    })
+}
+
+/// A scratch directory under the system temp dir, with the credentials
+/// the dental example's Twilio Provider needs.
+pub fn scratch_dir() -> Result<PathBuf, TestkitError> {
+    let dir = std::env::temp_dir().join(format!("dialtone-voice-{}", random_suffix()));
+    let twilio = dir.join("credentials").join(NAMESPACE).join("twilio");
+    std::fs::create_dir_all(&twilio)
+        .map_err(|e| TestkitError::Io(twilio.display().to_string(), e))?;
+    for (key, value) in [("accountSid", "ACtest"), ("authToken", AUTH_TOKEN)] {
+        let path = twilio.join(key);
+        std::fs::write(&path, value)
+            .map_err(|e| TestkitError::Io(path.display().to_string(), e))?;
+    }
+    Ok(dir)
+}
+
+/// Settings of a test pod using `dir` (from [`scratch_dir`]).
+pub fn settings(dir: &Path, public_url: &str, drain: Duration) -> Result<Settings, TestkitError> {
+    Ok(Settings {
+        public_url: public_url.to_owned(),
+        credentials_dir: dir.join("credentials"),
+        stream_secret: StreamSecret::new(STREAM_SECRET.as_bytes())?,
+        drain,
+        default_twilio_token: Some(DEFAULT_TOKEN.to_owned()),
+    })
+}
+
+/// A pod serving on a loopback port in this process.
+pub struct TestPod {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The pod (metrics, store).
+    pub pod: Arc<Pod>,
+    /// Its scratch directory.
+    pub dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<DrainReport, PodError>>,
+}
+
+impl TestPod {
+    /// Starts a pod against `database_url` with grace period `drain`.
+    pub async fn start(database_url: &str, drain: Duration) -> Result<Self, TestkitError> {
+        let dir = scratch_dir()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| TestkitError::Io("binding a loopback port".to_owned(), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| TestkitError::Io("reading the bound port".to_owned(), e))?;
+        let settings = settings(&dir, &format!("http://{addr}"), drain)?;
+        let (pod, writer) = crate::start(settings, database_url, dir.join("events.spill"))?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(crate::serve(listener, pod.clone(), writer, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            pod,
+            dir,
+            stop: Some(stop),
+            handle,
+        })
+    }
+
+    /// The pool of the pod.
+    pub fn pool(&self) -> &PgPool {
+        self.pod.store.pool()
+    }
+
+    /// `ws://…/v1/calls?to=…&from=…` (the `+` escaped).
+    pub fn call_url(&self, to: &str, from: &str) -> String {
+        format!(
+            "ws://{}/v1/calls?to={}&from={}",
+            self.addr,
+            to.replace('+', "%2B"),
+            from.replace('+', "%2B")
+        )
+    }
+
+    /// Drains and stops the pod, flushing its events.
+    pub async fn stop(mut self) -> Result<DrainReport, TestkitError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let report = match self.handle.await {
+            Ok(r) => r?,
+            Err(e) => {
+                return Err(TestkitError::Io(
+                    "pod task".to_owned(),
+                    std::io::Error::other(e.to_string()),
+                ));
+            }
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(report)
+    }
+}

@@ -1,0 +1,113 @@
+//! TwiML answers to Twilio's voice webhook. Pure string building: what the
+//! caller hears and where the audio goes is decided here and nowhere else.
+
+/// What an unknown number hears before the hang-up. Fixed on purpose: no
+/// tenant is known, so nothing tenant-specific (or from the request) may be
+/// said.
+pub const UNKNOWN_NUMBER_MESSAGE: &str =
+    "Sorry, this number is not in service. Please check the number and try again. Goodbye.";
+
+/// Escapes text for an XML attribute value or element body.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 forbids most control characters even escaped.
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `<Connect><Stream>` to the media WebSocket at `stream_url`, carrying
+/// `parameters` as `<Parameter>`s (Twilio hands them back in the stream's
+/// `start` message as `customParameters`).
+pub fn connect_stream(stream_url: &str, parameters: &[(&str, &str)]) -> String {
+    let mut xml = String::with_capacity(256 + 64 * parameters.len());
+    xml.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Connect><Stream url=\"");
+    xml.push_str(&escape(stream_url));
+    xml.push_str("\">");
+    for (name, value) in parameters {
+        xml.push_str("<Parameter name=\"");
+        xml.push_str(&escape(name));
+        xml.push_str("\" value=\"");
+        xml.push_str(&escape(value));
+        xml.push_str("\" />");
+    }
+    xml.push_str("</Stream></Connect></Response>");
+    xml
+}
+
+/// The fixed message for a number that routes nowhere, then a hang-up.
+pub fn say_and_hang_up() -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Say>{}</Say><Hangup/></Response>",
+        escape(UNKNOWN_NUMBER_MESSAGE)
+    )
+}
+
+/// The media WebSocket URL for a public base URL: `https` becomes `wss`,
+/// `http` becomes `ws` (local development), and the path is appended to
+/// whatever path prefix the base has.
+pub fn media_url(public_url: &str) -> String {
+    let base = public_url.trim_end_matches('/');
+    let base = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base.to_owned()
+    };
+    format!("{base}/twilio/media")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_twiml_escapes_parameters() {
+        let xml = connect_stream(
+            "wss://voice.example/twilio/media",
+            &[("caller", "+61400000000"), ("odd", "a\"b<c>&'")],
+        );
+        assert_eq!(
+            xml,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Connect>\
+             <Stream url=\"wss://voice.example/twilio/media\">\
+             <Parameter name=\"caller\" value=\"+61400000000\" />\
+             <Parameter name=\"odd\" value=\"a&quot;b&lt;c&gt;&amp;&apos;\" />\
+             </Stream></Connect></Response>"
+        );
+    }
+
+    #[test]
+    fn unknown_numbers_hear_the_fixed_message() {
+        let xml = say_and_hang_up();
+        assert!(xml.contains("<Say>Sorry, this number is not in service."));
+        assert!(xml.ends_with("</Say><Hangup/></Response>"));
+    }
+
+    #[test]
+    fn media_urls_follow_the_scheme() {
+        assert_eq!(
+            media_url("https://voice.example/"),
+            "wss://voice.example/twilio/media"
+        );
+        assert_eq!(
+            media_url("http://127.0.0.1:8080/pool-a"),
+            "ws://127.0.0.1:8080/pool-a/twilio/media"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_dropped() {
+        assert_eq!(escape("a\u{0}b\tc"), "ab\tc");
+    }
+}

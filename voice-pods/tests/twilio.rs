@@ -1,0 +1,286 @@
+//! Twilio ingress end to end: the signed voice webhook and a Media Streams
+//! session, against PostgreSQL.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic fails the test
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+use dialtone_providers::twilio::signature;
+use dialtone_voice::testkit::{
+    self, AUTH_TOKEN, DEFAULT_TOKEN, TestPod, random_number, random_suffix, seed_dental,
+};
+use serde_json::json;
+
+fn form(params: &[(String, String)]) -> String {
+    serde_urlencoded::to_string(params).unwrap()
+}
+
+fn params(to: &str, call_sid: &str) -> Vec<(String, String)> {
+    [
+        ("AccountSid", "ACtest"),
+        ("CallSid", call_sid),
+        ("From", "+61400000009"),
+        ("To", to),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+async fn post(pod: &TestPod, body: String, signature: Option<&str>) -> (u16, String) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/twilio/voice", pod.addr))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some(s) = signature {
+        request = request.header("X-Twilio-Signature", s);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// `name → value` of the TwiML's `<Parameter>`s.
+fn parameters(twiml: &str) -> BTreeMap<String, String> {
+    twiml
+        .split("<Parameter ")
+        .skip(1)
+        .map(|p| {
+            let attr = |name: &str| {
+                let start = p.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                let len = p[start..].find('"').unwrap();
+                p[start..start + len].to_owned()
+            };
+            (attr("name"), attr("value"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_voice_webhook_answers_only_signed_requests() {
+    let Some(url) = testkit::database_or_skip("voice webhook") else {
+        return;
+    };
+    let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
+    let number = random_number();
+    let agent = format!("voice-hook-{}", random_suffix());
+    let seeded = seed_dental(pod.pool(), &agent, &number, "Mia")
+        .await
+        .unwrap();
+    let signed_url = format!("http://{}/twilio/voice", pod.addr);
+    let p = params(&number, "CAsigned");
+
+    let (status, body) = post(&pod, form(&p), None).await;
+    assert_eq!((status, body.as_str()), (403, ""));
+    assert_eq!(pod.pod.metrics.rejections("missing"), 1);
+
+    let wrong = signature("not-the-token", &signed_url, &p);
+    let (status, body) = post(&pod, form(&p), Some(&wrong)).await;
+    assert_eq!((status, body.as_str()), (403, ""));
+    // Tampering with a signed request breaks its signature.
+    let good = signature(AUTH_TOKEN, &signed_url, &p);
+    let mut tampered = p.clone();
+    tampered[2].1 = "+61400000666".to_owned();
+    let (status, _) = post(&pod, form(&tampered), Some(&good)).await;
+    assert_eq!(status, 403);
+    assert_eq!(pod.pod.metrics.rejections("invalid"), 2);
+
+    let (status, twiml) = post(&pod, form(&p), Some(&good)).await;
+    assert_eq!(status, 200, "{twiml}");
+    assert!(
+        twiml.contains(&format!(
+            "<Connect><Stream url=\"ws://{}/twilio/media\">",
+            pod.addr
+        )),
+        "{twiml}"
+    );
+    let params = parameters(&twiml);
+    assert_eq!(params["configVersion"], seeded.version.hash);
+    assert_eq!(params["caller"], "+61400000009");
+    assert_eq!(params["callee"], number);
+    assert_eq!(params["callSid"], "CAsigned");
+    assert!(!params["token"].is_empty());
+    pod.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_number_hears_a_message_and_a_hang_up() {
+    let Some(url) = testkit::database_or_skip("unknown number webhook") else {
+        return;
+    };
+    let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
+    let p = params(&random_number(), "CAunknown");
+    let signed_url = format!("http://{}/twilio/voice", pod.addr);
+    // Only the platform's default account can vouch for a number that
+    // routes nowhere.
+    let tenant_signed = signature(AUTH_TOKEN, &signed_url, &p);
+    assert_eq!(post(&pod, form(&p), Some(&tenant_signed)).await.0, 403);
+    let (status, twiml) = post(
+        &pod,
+        form(&p),
+        Some(&signature(DEFAULT_TOKEN, &signed_url, &p)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        twiml.contains("<Say>Sorry, this number is not in service."),
+        "{twiml}"
+    );
+    assert!(twiml.ends_with("<Hangup/></Response>"), "{twiml}");
+    assert!(!twiml.contains("<Stream"));
+    pod.stop().await.unwrap();
+}
+
+/// Reads Media Streams messages until `want` arrives, echoing marks when
+/// `echo` (as Twilio does once playback reaches them); returns the media
+/// frames seen on the way.
+async fn read_until(socket: &mut Socket, want: &str, echo: bool) -> (usize, serde_json::Value) {
+    let mut frames = 0;
+    loop {
+        let m = next_json(socket)
+            .await
+            .unwrap_or_else(|| panic!("closed before {want}"));
+        let event = m["event"].as_str().unwrap().to_owned();
+        if event == "media" {
+            let audio = STANDARD
+                .decode(m["media"]["payload"].as_str().unwrap())
+                .unwrap();
+            assert_eq!(audio.len(), 160, "20 ms frames");
+            assert_eq!(m["streamSid"], "MZtest");
+            frames += 1;
+        }
+        if event == "mark" && echo {
+            send(
+                socket,
+                json!({"event": "mark", "streamSid": "MZtest", "mark": m["mark"]}),
+            )
+            .await;
+        }
+        if event == want {
+            return (frames, m);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_stream_call_plays_audio_takes_keys_and_records_everything() {
+    let Some(url) = testkit::database_or_skip("media stream") else {
+        return;
+    };
+    let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
+    let number = random_number();
+    let agent = format!("voice-media-{}", random_suffix());
+    let seeded = seed_dental(pod.pool(), &agent, &number, "Mia")
+        .await
+        .unwrap();
+    let signed_url = format!("http://{}/twilio/voice", pod.addr);
+    let p = params(&number, "CAmedia");
+    let (status, twiml) = post(
+        &pod,
+        form(&p),
+        Some(&signature(AUTH_TOKEN, &signed_url, &p)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let custom = parameters(&twiml);
+
+    // A stream whose token does not match is refused before anything runs.
+    let mut forged = connect(&format!("ws://{}/twilio/media", pod.addr)).await;
+    let mut bad = custom.clone();
+    bad.insert("configVersion".to_owned(), "sha256:forged".to_owned());
+    send(&mut forged, json!({"event": "start", "start": {"streamSid": "MZx", "callSid": "CAmedia", "customParameters": bad}})).await;
+    assert!(
+        next_json(&mut forged).await.is_none(),
+        "forged stream closed"
+    );
+    assert_eq!(pod.pod.metrics.rejections("stream-token"), 1);
+
+    let mut socket = connect(&format!("ws://{}/twilio/media", pod.addr)).await;
+    send(
+        &mut socket,
+        json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
+    )
+    .await;
+    send(
+        &mut socket,
+        json!({"event": "start", "sequenceNumber": "1", "streamSid": "MZtest", "start": {
+            "accountSid": "ACtest", "streamSid": "MZtest", "callSid": "CAmedia",
+            "tracks": ["inbound"],
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            "customParameters": custom,
+        }}),
+    )
+    .await;
+    // The greeting plays; a key pressed during it barges in.
+    let (frames, _) = read_until(&mut socket, "mark", false).await;
+    assert!(frames > 10, "the greeting is audio: {frames} frames");
+    send(&mut socket, json!({"event": "dtmf", "streamSid": "MZtest", "dtmf": {"track": "inbound_track", "digit": "2"}})).await;
+    read_until(&mut socket, "clear", false).await;
+    // "2" picks the second service; the agent asks for a name.
+    let (frames, _) = read_until(&mut socket, "mark", true).await;
+    assert!(frames > 10, "the next question is audio");
+    for _ in 0..5 {
+        let silence = STANDARD.encode([0xFFu8; 160]);
+        send(&mut socket, json!({"event": "media", "streamSid": "MZtest", "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": silence}})).await;
+    }
+    send(&mut socket, json!({"event": "stop", "streamSid": "MZtest", "stop": {"accountSid": "ACtest", "callSid": "CAmedia"}})).await;
+    while next_json(&mut socket).await.is_some() {}
+
+    let call_id: uuid::Uuid = sqlx::query_scalar(
+        "SELECT call_id FROM call_events WHERE event_type = 'callOpened' AND payload->>'externalId' = 'CAmedia' \
+         AND payload->>'callee' = $1",
+    )
+    .bind(&number)
+    .fetch_one(pod.pool())
+    .await
+    .unwrap();
+    let events = closed_events(pod.pool(), call_id).await;
+    assert_well_formed(&events);
+    let opened = &events[0].2;
+    assert_eq!(opened["channel"], "twilio");
+    assert_eq!(opened["configVersion"], seeded.version.hash.as_str());
+    assert_eq!(opened["caller"], "+61400000009");
+    let kinds = types(&events);
+    for wanted in [
+        "bargeIn",
+        "speechStopped",
+        "slotCaptured",
+        "turnMeasured",
+        "callEnded",
+    ] {
+        assert!(kinds.contains(&wanted), "{wanted} missing from {kinds:?}");
+    }
+    let captured = events.iter().find(|e| e.1 == "slotCaptured").unwrap();
+    assert_eq!(captured.2["value"], "filling");
+    let costs: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e.1 == "costAccrued")
+        .map(|e| &e.2)
+        .collect();
+    let telephony = costs
+        .iter()
+        .find(|c| c["component"] == "telephony")
+        .unwrap();
+    assert_eq!(telephony["provider"], "twilio");
+    assert_eq!(telephony["quantity"], 1.0);
+    assert_eq!(
+        telephony["microUsd"], 13_500,
+        "one started minute at $0.0135"
+    );
+    let stt = costs.iter().find(|c| c["component"] == "stt").unwrap();
+    assert_eq!(stt["quantity"], 0.1, "five 20 ms frames");
+    assert!(
+        costs
+            .iter()
+            .any(|c| c["component"] == "tts" && c["unit"] == "characters")
+    );
+    assert_eq!(events.last().unwrap().2["reason"], "hangup");
+    pod.stop().await.unwrap();
+}
