@@ -135,7 +135,7 @@ pub fn run(keep: bool) -> Result<()> {
             cmd::run(env()?.kubectl()?.args(["get", "dialtone", "-A"]))
         }),
         Step::new("phone routes in PostgreSQL", || {
-            *routes.borrow_mut() = demo_calls::routes(&env()?, &example_namespaces(&root)?)?;
+            *routes.borrow_mut() = demo_calls::routes(&env()?, &example_agents(&root)?)?;
             Ok(())
         }),
         Step::new("build the voice pod and the CLI", || {
@@ -155,7 +155,7 @@ pub fn run(keep: bool) -> Result<()> {
             demo_calls::place_calls(&root, *voice_port.borrow(), &routes.borrow())
         }),
         Step::new("the calls and their events", || {
-            let call = demo_calls::show_calls(&env()?, &example_namespaces(&root)?, since)?;
+            let call = demo_calls::show_calls(&env()?, &routes.borrow(), since)?;
             *replayed.borrow_mut() = call;
             Ok(())
         }),
@@ -239,36 +239,35 @@ fn start_operator(env: &Env, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The namespaces of the examples' Tenants (`spec.namespace`, else
-/// `tenant-<name>`).
-fn example_namespaces(root: &Path) -> Result<Vec<String>> {
-    let mut namespaces = Vec::new();
+/// `(namespace, name)` of every Agent in `examples/`.
+fn example_agents(root: &Path) -> Result<Vec<(String, String)>> {
+    let mut agents = Vec::new();
     for file in example_files(root, |path| {
-        path.file_name().is_some_and(|name| name == "tenant.yaml")
+        path.file_name().is_some_and(|name| name == "agents.yaml")
     })? {
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("reading {}", file.display()))?;
         for document in serde_yaml::Deserializer::from_str(&text) {
             let value = serde_yaml::Value::deserialize(document)
                 .with_context(|| format!("parsing {}", file.display()))?;
-            if value.get("kind").and_then(serde_yaml::Value::as_str) != Some("Tenant") {
+            if value.get("kind").and_then(serde_yaml::Value::as_str) != Some("Agent") {
                 continue;
             }
-            let name = value
-                .get("metadata")
-                .and_then(|m| m.get("name"))
-                .and_then(serde_yaml::Value::as_str)
-                .context("a Tenant without a name")?;
-            let namespace = value
-                .get("spec")
-                .and_then(|s| s.get("namespace"))
-                .and_then(serde_yaml::Value::as_str)
-                .map_or_else(|| format!("tenant-{name}"), str::to_owned);
-            namespaces.push(namespace);
+            let field = |name: &str| {
+                value
+                    .get("metadata")
+                    .and_then(|m| m.get(name))
+                    .and_then(serde_yaml::Value::as_str)
+                    .map(str::to_owned)
+                    .with_context(|| {
+                        format!("an Agent without metadata.{name} in {}", file.display())
+                    })
+            };
+            agents.push((field("namespace")?, field("name")?));
         }
     }
-    namespaces.sort();
-    Ok(namespaces)
+    agents.sort();
+    Ok(agents)
 }
 
 /// The YAML files under `examples/` that `keep` accepts.

@@ -34,8 +34,11 @@ fn database_url(env: &Env) -> Result<String> {
         .context("the environment has no DATABASE_URL")
 }
 
-/// The routes of the examples' Agents, as the operator activated them.
-pub fn routes(env: &Env, namespaces: &[String]) -> Result<Vec<Route>> {
+/// The routes of the examples' Agents (`(namespace, name)`), as the
+/// operator activated them. Tests and benchmarks route other Agents in the
+/// same namespaces; those are left out.
+pub fn routes(env: &Env, agents: &[(String, String)]) -> Result<Vec<Route>> {
+    let namespaces: Vec<String> = agents.iter().map(|(ns, _)| ns.clone()).collect();
     let url = database_url(env)?;
     let rows: Vec<Route> = block_on(async {
         let mut db = PgConnection::connect(&url)
@@ -45,13 +48,17 @@ pub fn routes(env: &Env, namespaces: &[String]) -> Result<Vec<Route>> {
             "SELECT number, namespace, agent, active_version FROM phone_routes
              WHERE namespace = ANY($1) ORDER BY namespace, agent, number",
         )
-        .bind(namespaces)
+        .bind(&namespaces)
         .fetch_all(&mut db)
         .await
         .context("reading phone_routes")
     })?;
+    let rows: Vec<Route> = rows
+        .into_iter()
+        .filter(|(_, ns, agent, _)| agents.iter().any(|(n, a)| n == ns && a == agent))
+        .collect();
     if rows.is_empty() {
-        bail!("no phone routes for the examples' namespaces {namespaces:?}");
+        bail!("no phone routes for the examples' Agents {agents:?}");
     }
     println!(
         "{:<16} {:<24} {:<18} VERSION",
@@ -168,29 +175,33 @@ pub fn place_calls(root: &Path, port: u16, routes: &[Route]) -> Result<()> {
 /// The calls the demo placed, as the `calls` projection has them, and the
 /// event types of the latest one with captured slots; returns that
 /// call's id. `since_unix` (seconds) keeps earlier demos' calls out.
-pub fn show_calls(env: &Env, namespaces: &[String], since_unix: f64) -> Result<String> {
+pub fn show_calls(env: &Env, routes: &[Route], since_unix: f64) -> Result<String> {
     let url = database_url(env)?;
+    let numbers: Vec<String> = routes.iter().map(|(number, ..)| number.clone()).collect();
     block_on(async {
         let mut db = PgConnection::connect(&url)
             .await
             .context("connecting to PostgreSQL")?;
-        let calls: Vec<(
-            String,
-            String,
-            Option<String>,
-            serde_json::Value,
-            String,
-            i32,
-        )> = sqlx::query_as(
-            "SELECT call_id::text, agent, outcome, slots, cost_usd::text, last_seq FROM calls
-                 WHERE namespace = ANY($1) AND started_at >= to_timestamp($2)
+        // The pod hands events to its writer after each reply and the writer
+        // batches them: give the last calls' closing events a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let calls = loop {
+            let calls: Vec<CallRow> = sqlx::query_as(
+                "SELECT call_id::text, agent, outcome, slots, cost_usd::text, last_seq FROM calls
+                 WHERE callee = ANY($1) AND started_at >= to_timestamp($2)
                  ORDER BY started_at",
-        )
-        .bind(namespaces)
-        .bind(since_unix)
-        .fetch_all(&mut db)
-        .await
-        .context("reading calls")?;
+            )
+            .bind(&numbers)
+            .bind(since_unix)
+            .fetch_all(&mut db)
+            .await
+            .context("reading calls")?;
+            let open = calls.iter().filter(|call| call.2.is_none()).count();
+            if open == 0 || Instant::now() > deadline {
+                break calls;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         if calls.is_empty() {
             bail!("the calls projection has no calls from this demo");
         }
@@ -224,6 +235,16 @@ pub fn show_calls(env: &Env, namespaces: &[String], since_unix: f64) -> Result<S
         Ok(latest)
     })
 }
+
+/// `(call id, agent, outcome, slots, cost, last seq)` of a `calls` row.
+type CallRow = (
+    String,
+    String,
+    Option<String>,
+    serde_json::Value,
+    String,
+    i32,
+);
 
 /// `dialtone replay` of one call: the conversation, re-run through the
 /// engine at the call's config version, with any difference.
