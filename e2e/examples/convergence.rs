@@ -151,7 +151,7 @@ impl Bench {
                 });
                 let tenant = tenant_manifest(ns, &self.run, spec)?;
                 tenants.create(&PostParams::default(), &tenant).await?;
-                dialtone_e2e::wait_tenant_ready(&self.client, ns, CONVERGE_TIMEOUT).await?;
+                dialtone_e2e::wait_tenant_ready(&self.client, ns, Duration::from_secs(180)).await?;
                 let objective: Objective = serde_json::from_value(serde_json::json!({
                     "apiVersion": "dialtone.io/v1alpha1",
                     "kind": "Objective",
