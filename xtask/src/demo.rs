@@ -152,7 +152,7 @@ pub fn run(keep: bool) -> Result<()> {
             Ok(())
         }),
         Step::new("simulated calls to every routed number", || {
-            demo_calls::place_calls(&root, *voice_port.borrow(), &routes.borrow())
+            demo_calls::place_calls(&target_dir(&root)?, *voice_port.borrow(), &routes.borrow())
         }),
         Step::new("the calls and their events", || {
             let call = demo_calls::show_calls(&env()?, &routes.borrow(), since)?;
@@ -160,7 +160,7 @@ pub fn run(keep: bool) -> Result<()> {
             Ok(())
         }),
         Step::new("dialtone replay of one call", || {
-            demo_calls::replay(&env()?, &root, &replayed.borrow())
+            demo_calls::replay(&env()?, &target_dir(&root)?, &replayed.borrow())
         }),
     ];
     let result = steps::run_all("cargo xtask demo", steps);

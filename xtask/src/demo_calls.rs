@@ -3,13 +3,13 @@
 //! the `/v1/calls` WebSocket, and what the event spine recorded of them.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sqlx::{Connection, PgConnection};
 
 use crate::cmd;
-use crate::test::cargo;
 use crate::testenv::{self, Env, run};
 
 pub const VOICE: &str = "dialtone-voice";
@@ -151,16 +151,21 @@ fn ready(port: u16) -> bool {
         && response.starts_with("HTTP/1.1 200")
 }
 
+/// The `dialtone` CLI the demo built (running it through `cargo run` would
+/// check the build again for every call batch).
+fn dialtone(target: &Path) -> Result<Command> {
+    let program = target.join("debug").join("dialtone");
+    if !program.is_file() {
+        bail!("{} was not built", program.display());
+    }
+    Ok(Command::new(program))
+}
+
 /// A few simulated callers per routed number, with `dialtone loadtest`.
-pub fn place_calls(root: &Path, port: u16, routes: &[Route]) -> Result<()> {
+pub fn place_calls(target: &Path, port: u16, routes: &[Route]) -> Result<()> {
     for (number, namespace, agent, _) in routes {
         println!("\ncalling {number} ({namespace}/{agent})");
-        cmd::run(cargo().current_dir(root).args([
-            "run",
-            "--quiet",
-            "-p",
-            "dialtone-cli",
-            "--",
+        cmd::run(dialtone(target)?.args([
             "loadtest",
             &format!("--url=ws://127.0.0.1:{port}"),
             &format!("--to={number}"),
@@ -248,17 +253,9 @@ type CallRow = (
 
 /// `dialtone replay` of one call: the conversation, re-run through the
 /// engine at the call's config version, with any difference.
-pub fn replay(env: &Env, root: &Path, call_id: &str) -> Result<()> {
-    let mut replay = cargo();
-    replay.current_dir(root).args([
-        "run",
-        "--quiet",
-        "-p",
-        "dialtone-cli",
-        "--",
-        "replay",
-        call_id,
-    ]);
+pub fn replay(env: &Env, target: &Path, call_id: &str) -> Result<()> {
+    let mut replay = dialtone(target)?;
+    replay.args(["replay", call_id]);
     cmd::run(env.apply(&mut replay))
 }
 
