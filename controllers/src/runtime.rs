@@ -8,9 +8,9 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::events::{Event, EventRecorder, EventType};
 use futures::{Stream, StreamExt};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -108,14 +108,8 @@ impl Shared {
     }
 
     /// An event recorder reporting as `controller`.
-    pub fn recorder(&self, controller: &str) -> Recorder {
-        Recorder::new(
-            self.client.clone(),
-            Reporter {
-                controller: controller.to_owned(),
-                instance: Some(self.instance.clone()),
-            },
-        )
+    pub fn recorder(&self, controller: &str) -> EventRecorder {
+        EventRecorder::new(self.client.clone(), controller, &self.instance)
     }
 }
 
@@ -168,7 +162,7 @@ pub fn object_key<K: Resource>(obj: &K) -> String {
 #[allow(clippy::too_many_arguments)]
 pub fn report_failure<K>(
     shared: &Shared,
-    recorder: &Recorder,
+    recorder: &EventRecorder,
     backoff: &FailureBackoff,
     controller: &'static str,
     obj: Arc<K>,
@@ -235,7 +229,7 @@ pub async fn timed<T>(
 /// Publishes an event about `obj`; a failure to publish is logged, never
 /// fatal. `note` must never contain a secret value.
 pub async fn publish<K>(
-    recorder: &Recorder,
+    recorder: &EventRecorder,
     obj: &K,
     type_: EventType,
     reason: &str,

@@ -236,6 +236,17 @@ pub struct TenantSpend {
 
 impl Tenant {
     /// The namespace of the tenant: `spec.namespace`, else `tenant-<name>`.
+    /// Whether `namespace` is this Tenant's, without allocating: mappers ask
+    /// it for every cached Agent.
+    pub fn owns_namespace(&self, namespace: &str) -> bool {
+        match &self.spec.namespace {
+            Some(own) => own == namespace,
+            None => namespace
+                .strip_prefix("tenant-")
+                .is_some_and(|name| Some(name) == self.metadata.name.as_deref()),
+        }
+    }
+
     pub fn namespace_name(&self) -> String {
         use kube::ResourceExt;
         self.spec

@@ -328,11 +328,41 @@ impl Bench {
     }
 
     async fn cleanup(&self) {
+        let params = ListParams::default().labels(&format!("{RUN_LABEL}={}", self.run));
+        // Agents first, while the operator runs their finalizers; left to
+        // the namespace controller, thousands of them take far longer.
+        stream::iter(self.namespaces.iter().map(|ns| {
+            let params = params.clone();
+            async move {
+                let agents: Api<Agent> = Api::namespaced(self.client.clone(), ns);
+                let _ = agents
+                    .delete_collection(&DeleteParams::background(), &params)
+                    .await;
+            }
+        }))
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<()>>()
+        .await;
+        let all_agents: Api<Agent> = Api::all(self.client.clone());
+        let agents_gone = dialtone_e2e::wait_for(CONVERGE_TIMEOUT, || {
+            let agents = all_agents.clone();
+            let params = params.clone();
+            async move {
+                Ok(agents
+                    .list(&params.clone().limit(1))
+                    .await?
+                    .items
+                    .is_empty())
+            }
+        })
+        .await;
+        if let Err(err) = agents_gone {
+            eprintln!("warning: the benchmark's Agents were not all removed: {err:#}");
+        }
         let tenants: Api<dialtone_crds::Tenant> = Api::all(self.client.clone());
         for ns in &self.namespaces {
             let _ = tenants.delete(ns, &DeleteParams::background()).await;
         }
-        let params = ListParams::default().labels(&format!("{RUN_LABEL}={}", self.run));
         let gone = dialtone_e2e::wait_for(Duration::from_secs(600), || {
             let tenants = tenants.clone();
             let params = params.clone();

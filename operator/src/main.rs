@@ -161,6 +161,12 @@ fn init_logging() {
         .init();
 }
 
+/// glibc's malloc gives threads their own arenas and keeps freed pages in
+/// them: with thousands of Agents churning through the caches its RSS was
+/// several times the live heap. mimalloc returns freed pages to the system.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     init_logging();
     if rustls::crypto::ring::default_provider()

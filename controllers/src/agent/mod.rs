@@ -49,7 +49,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config};
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
@@ -59,7 +58,9 @@ use tokio::sync::Notify;
 
 use self::build::{PoolSettings, VoiceSettings};
 use self::names::{NAME_LABEL, VOICE_APP};
+use self::resolve::TenantsByNamespace;
 use self::status::Report;
+use crate::events::{Event, EventRecorder, EventType};
 use crate::runtime::{
     FailureBackoff, Shared, drain, mark_synced, object_key, pruned_watch, report_failure,
     shutdown_future, timed,
@@ -170,7 +171,7 @@ pub struct Caches {
 /// The controller's context.
 pub struct Context {
     shared: Shared,
-    recorder: Recorder,
+    recorder: EventRecorder,
     backoff: FailureBackoff,
     db: PgPool,
     settings: Settings,
@@ -291,7 +292,7 @@ pub async fn run(shared: Shared, settings: Settings, db: PgPool, synced: Arc<Ato
         .watches_stream(tenant_events, move |t: Tenant| {
             let ns = t.namespace_name();
             agents_where(&c4.agents, |a| {
-                a.namespace().as_deref() == Some(ns.as_str())
+                a.metadata.namespace.as_deref() == Some(ns.as_str())
             })
         })
         .watches_stream(secret_events, move |s: PartialObjectMeta<Secret>| {
@@ -346,11 +347,11 @@ fn secret_dependents(
     let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
     if name == settings.voice.secret {
         if ns == settings.pool.namespace {
-            let tenants = caches.tenants.state();
+            let tenants = TenantsByNamespace::new(&caches.tenants.state());
             return agents_where(&caches.agents, |a| pool::is_shared(a, &tenants));
         }
         return agents_where(&caches.agents, |a| {
-            a.namespace().as_deref() == Some(ns.as_str())
+            a.metadata.namespace.as_deref() == Some(ns.as_str())
         });
     }
     let providers: Vec<String> = caches
@@ -397,7 +398,7 @@ fn deployment_dependents(
             .as_ref()
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0);
-        let tenants = caches.tenants.state();
+        let tenants = TenantsByNamespace::new(&caches.tenants.state());
         return agents_where(&caches.agents, |a| {
             pool::is_shared(a, &tenants)
                 && a.status.as_ref().and_then(|s| s.ready_replicas) != Some(ready)

@@ -22,7 +22,7 @@ use kube::{Api, ResourceExt};
 
 use super::build::{self, CredentialMount, PoolSettings, SharedDemand};
 use super::names::{POOL_LABEL, label_value};
-use super::resolve::{self, pool_mirrors, pool_mount};
+use super::resolve::{self, TenantsByNamespace, pool_mirrors, pool_mount};
 use super::{Context, FIELD_MANAGER};
 use crate::runtime::{shutdown_future, timed};
 
@@ -34,13 +34,18 @@ const RETRY: Duration = Duration::from_secs(5);
 pub const CONTROLLER: &str = "voicepool";
 
 /// Whether `agent` runs in the shared pool (and is not being deleted).
-pub fn is_shared(agent: &Agent, tenants: &[Arc<Tenant>]) -> bool {
+pub fn is_shared(agent: &Agent, tenants: &TenantsByNamespace) -> bool {
+    shared_tenant(agent, tenants).is_some()
+}
+
+/// The Tenant of `agent` when the Agent runs in the shared pool.
+fn shared_tenant<'t>(agent: &Agent, tenants: &'t TenantsByNamespace) -> Option<&'t Arc<Tenant>> {
     if agent.metadata.deletion_timestamp.is_some() {
-        return false;
+        return None;
     }
-    let namespace = agent.namespace().unwrap_or_default();
-    resolve::tenant_of(tenants, &namespace)
-        .is_some_and(|t| resolve::isolation(agent, &t) == Isolation::Shared)
+    tenants
+        .get(agent.metadata.namespace.as_deref().unwrap_or_default())
+        .filter(|t| resolve::isolation(agent, t) == Isolation::Shared)
 }
 
 /// What the pool should be.
@@ -71,11 +76,12 @@ pub fn plan(
     let mut mounts = BTreeSet::new();
     let mut mirrors = BTreeSet::new();
     let mut count = 0;
-    for agent in agents.iter().filter(|a| is_shared(a, tenants)) {
-        let namespace = agent.namespace().unwrap_or_default();
-        let Some(tenant) = resolve::tenant_of(tenants, &namespace) else {
+    let tenants = TenantsByNamespace::new(tenants);
+    for agent in agents.iter() {
+        let Some(tenant) = shared_tenant(agent, &tenants) else {
             continue;
         };
+        let namespace = agent.namespace().unwrap_or_default();
         count += 1;
         let resolved: Vec<_> = resolve::role_refs(agent)
             .into_iter()

@@ -2,6 +2,7 @@
 //! where their credentials come from, and which Agents depend on an
 //! Objective, Provider, ClusterProvider or Secret (the watches' mappers).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use dialtone_crds::agent::{Agent, ProviderKind, ProviderRef};
@@ -20,8 +21,29 @@ pub const CLUSTER_SCOPE: &str = "cluster";
 pub fn tenant_of(tenants: &[Arc<Tenant>], namespace: &str) -> Option<Arc<Tenant>> {
     tenants
         .iter()
-        .find(|t| t.namespace_name() == namespace)
+        .find(|t| t.owns_namespace(namespace))
         .cloned()
+}
+
+/// Tenants by the namespace they own, for lookups over many Agents (the
+/// pool's plan and the mappers visit every cached Agent). The first Tenant
+/// claiming a namespace wins, as in [`tenant_of`].
+pub struct TenantsByNamespace(HashMap<String, Arc<Tenant>>);
+
+impl TenantsByNamespace {
+    pub fn new(tenants: &[Arc<Tenant>]) -> Self {
+        let mut index = HashMap::with_capacity(tenants.len());
+        for tenant in tenants {
+            index
+                .entry(tenant.namespace_name())
+                .or_insert_with(|| tenant.clone());
+        }
+        Self(index)
+    }
+
+    pub fn get(&self, namespace: &str) -> Option<&Arc<Tenant>> {
+        self.0.get(namespace)
+    }
 }
 
 /// The isolation the Agent runs with: its own override, else its Tenant's.
@@ -301,6 +323,37 @@ mod tests {
             name,
             ClusterProviderSpec { provider: spec },
         ))
+    }
+
+    fn tenant(name: &str, namespace: Option<&str>) -> Arc<Tenant> {
+        let mut spec: dialtone_crds::tenant::TenantSpec =
+            serde_yaml::from_str("displayName: T\nprofile: {timezone: UTC}\n")
+                .expect("tenant spec");
+        spec.namespace = namespace.map(str::to_owned);
+        Arc::new(Tenant::new(name, spec))
+    }
+
+    #[test]
+    fn tenants_are_found_by_their_namespace_alike_by_scan_and_index() {
+        let tenants = vec![
+            tenant("a", None),
+            tenant("b", Some("clinic-b")),
+            // Claims a namespace already claimed: the first Tenant keeps it.
+            tenant("c", Some("clinic-b")),
+        ];
+        let index = TenantsByNamespace::new(&tenants);
+        for (namespace, expected) in [
+            ("tenant-a", Some("a")),
+            ("clinic-b", Some("b")),
+            ("tenant-b", None),
+            ("tenant-", None),
+            ("a", None),
+        ] {
+            let scanned = tenant_of(&tenants, namespace).map(|t| t.name_any());
+            let indexed = index.get(namespace).map(|t| t.name_any());
+            assert_eq!(scanned.as_deref(), expected, "scan of {namespace}");
+            assert_eq!(indexed.as_deref(), expected, "index of {namespace}");
+        }
     }
 
     const AGENT: &str = r#"

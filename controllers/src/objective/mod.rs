@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::events::{EventRecorder, EventType};
 use dialtone_crds::Tenant;
 use dialtone_crds::objective::{Objective, ObjectiveStatus};
 use dialtone_crds::tenant::TenantSpec;
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Config};
-use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -60,7 +60,7 @@ impl Error {
 /// The controller's context.
 pub struct Context {
     shared: Shared,
-    recorder: Recorder,
+    recorder: EventRecorder,
     backoff: FailureBackoff,
     tenants: Store<Tenant>,
     tenants_synced: Arc<AtomicBool>,
@@ -191,7 +191,7 @@ async fn announce_validated_change(
     objective: &Objective,
     before: Option<&ObjectiveStatus>,
     after: &ObjectiveStatus,
-    rec: &Recorder,
+    rec: &EventRecorder,
 ) {
     let Some(now) = status::validated_change(before, after) else {
         return;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use crate::events::{EventRecorder, EventType};
 use dialtone_crds::common::{READY, merge_conditions};
 use dialtone_crds::{ClusterProvider, Provider, ProviderSpec, ProviderStatus};
 use futures::channel::mpsc;
@@ -22,7 +23,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config};
-use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -130,7 +130,7 @@ impl Error {
 /// The controllers' context.
 pub struct Context {
     shared: Shared,
-    recorder: Recorder,
+    recorder: EventRecorder,
     backoff: FailureBackoff,
 }
 
@@ -340,7 +340,7 @@ async fn write_status<K: ProviderResource>(
 async fn announce_ready_change<K: ProviderResource>(
     obj: &K,
     after: &ProviderStatus,
-    rec: &Recorder,
+    rec: &EventRecorder,
 ) {
     let ready = |s: Option<&ProviderStatus>| {
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use crate::events::{EventRecorder, EventType};
 use dialtone_crds::common::READY;
 use dialtone_crds::{Tenant, TenantStatus};
 use jiff::Timestamp;
@@ -32,7 +33,6 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config};
-use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
@@ -122,7 +122,7 @@ impl Error {
 pub struct Context {
     shared: Shared,
     net: NetworkSettings,
-    recorder: Recorder,
+    recorder: EventRecorder,
     backoff: FailureBackoff,
 }
 
@@ -421,7 +421,7 @@ async fn announce_ready_change(
     tenant: &Tenant,
     before: Option<&TenantStatus>,
     after: &TenantStatus,
-    rec: &Recorder,
+    rec: &EventRecorder,
 ) {
     let ready = |s: Option<&TenantStatus>| {
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))

@@ -13,8 +13,9 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-/// The Service IP of `kubernetes.default` in `--service-cluster-ip-range=10.0.0.0/24`.
-pub const KUBERNETES_SERVICE_IP: &str = "10.0.0.1";
+/// The Service IP of `kubernetes.default`: the first address of the
+/// apiserver's `--service-cluster-ip-range` (see `kube::SERVICE_RANGE`).
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 
 /// Paths of the generated files inside `<testenv>/certs`.
 pub struct Pki {

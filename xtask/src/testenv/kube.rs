@@ -17,6 +17,26 @@ use crate::cmd;
 const KWOK_NODE_ANNOTATION: &str = "kwok.x-k8s.io/node=fake";
 pub const FAKE_NODES: [&str; 2] = ["kwok-node-0", "kwok-node-1"];
 
+/// Service ClusterIPs. Wide enough for the convergence benchmark, which
+/// creates a Service per dedicated Agent twice over (operator and floor).
+pub const SERVICE_RANGE: &str = "10.96.0.0/16";
+/// Pod IPs kwok hands out: outside the Service range.
+const POD_RANGE: &str = "10.244.0.0/16";
+/// What each fake Node offers the scheduler: room for the benchmarks'
+/// thousands of pods (2,500 at 100m CPU and 128Mi each fit one Node).
+const PODS_PER_NODE: u32 = 2500;
+const CPU_PER_NODE: &str = "500";
+const MEMORY_PER_NODE: &str = "1Ti";
+
+/// What etcd's data depends on: the Service range is fixed in the default
+/// ServiceCIDR and the Nodes' capacity in their status when first created,
+/// so data written under other values must be started afresh.
+pub fn etcd_layout() -> String {
+    format!(
+        "service-range={SERVICE_RANGE} node-capacity=pods:{PODS_PER_NODE},cpu:{CPU_PER_NODE},memory:{MEMORY_PER_NODE}\n"
+    )
+}
+
 /// Paths every component needs.
 pub struct Layout<'a> {
     pub dir: &'a Path,
@@ -74,7 +94,7 @@ pub fn apiserver(layout: &Layout<'_>, ports: &Ports) -> Result<Launch> {
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             path_arg("service-account-key-file", &pki.sa_pub),
             path_arg("service-account-signing-key-file", &pki.sa_key),
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            format!("--service-cluster-ip-range={SERVICE_RANGE}"),
             "--allow-privileged=true".into(),
             // Nothing to reconcile the `kubernetes` Service's endpoints to:
             // loopback addresses are not valid endpoints.
@@ -106,7 +126,7 @@ pub fn controller_manager(layout: &Layout<'_>, ports: &Ports) -> Result<Launch> 
             path_arg("root-ca-file", &pki.ca_cert),
             path_arg("cluster-signing-cert-file", &pki.ca_cert),
             path_arg("cluster-signing-key-file", &pki.ca_key),
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            format!("--service-cluster-ip-range={SERVICE_RANGE}"),
             "--use-service-account-credentials=true".into(),
         ],
         log: layout.log("kube-controller-manager"),
@@ -147,8 +167,7 @@ pub fn kwok(layout: &Layout<'_>, ports: &Ports) -> Result<Launch> {
             "--manage-all-nodes=false".into(),
             format!("--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}"),
             format!("--server-address=127.0.0.1:{}", ports.kwok),
-            // Pod IPs: outside the Service range.
-            "--cidr=10.244.0.0/16".into(),
+            format!("--cidr={POD_RANGE}"),
             "--node-ip=127.0.0.1".into(),
             // Renew node Leases (the heartbeat-with-lease stage relies on
             // them); without this flag kwok leaves leases off and the node
@@ -228,13 +247,13 @@ metadata:
     type: kwok
 status:
   allocatable:
-    cpu: \"32\"
-    memory: 256Gi
-    pods: \"110\"
+    cpu: \"{CPU_PER_NODE}\"
+    memory: {MEMORY_PER_NODE}
+    pods: \"{PODS_PER_NODE}\"
   capacity:
-    cpu: \"32\"
-    memory: 256Gi
-    pods: \"110\"
+    cpu: \"{CPU_PER_NODE}\"
+    memory: {MEMORY_PER_NODE}
+    pods: \"{PODS_PER_NODE}\"
   nodeInfo:
     architecture: amd64
     kubeProxyVersion: fake

@@ -9,6 +9,7 @@
 //! env               the `export` lines `testenv env` prints
 //! certs/            CA, apiserver serving pair, admin client pair, SA keys
 //! etcd/             etcd data
+//! etcd.layout       the settings etcd's data was written under
 //! postgres/         PostgreSQL cluster
 //! logs/<name>.log   one log per process
 //! bin/              symlinks to the cached binaries (kubectl, ...)
@@ -38,6 +39,9 @@ use state::{Ports, State};
 pub const ENV_KUBECONFIG: &str = "KUBECONFIG";
 pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
 pub const ENV_TESTENV: &str = "DIALTONE_TESTENV";
+
+/// Beside `etcd/`: the `kube::etcd_layout` its data was written under.
+const ETCD_LAYOUT_FILE: &str = "etcd.layout";
 
 /// How to reach a running environment.
 pub struct Env {
@@ -248,6 +252,12 @@ pub fn up() -> Result<Env> {
     let pg = postgres::ensure_installed()?;
     let pg_user = postgres::run_as()?;
 
+    if etcd_data_is_stale(&dir) {
+        println!("etcd data was written under an older layout: starting it afresh");
+        down()?;
+        let data = dir.join("etcd");
+        fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+    }
     let mut state = State::load(&dir)?;
     if !state.processes.values().any(run::alive) {
         state.processes.clear();
@@ -275,6 +285,10 @@ pub fn up() -> Result<Env> {
             postgres::ensure_initialised(&ctx.pg, &dir.join("postgres"), ctx.pg_user)?;
         }
         ensure_running(&ctx, &mut state, component)?;
+        if component == Component::Etcd {
+            fs::write(dir.join(ETCD_LAYOUT_FILE), kube::etcd_layout())
+                .context("recording etcd's layout")?;
+        }
         if component == Component::Kwok {
             kube::ensure_nodes(&ctx.kubeconfig, Duration::from_secs(60))?;
             println!("  nodes: {} Ready", kube::FAKE_NODES.join(", "));
@@ -290,6 +304,12 @@ pub fn up() -> Result<Env> {
     println!("test environment up in {}", human(started.elapsed()));
     print!("{}", env.exports());
     Ok(env)
+}
+
+/// True when etcd holds data written under another `kube::etcd_layout`.
+fn etcd_data_is_stale(dir: &Path) -> bool {
+    dir.join("etcd").exists()
+        && fs::read_to_string(dir.join(ETCD_LAYOUT_FILE)).ok() != Some(kube::etcd_layout())
 }
 
 /// Starts `component` unless it already runs and is ready.
