@@ -94,7 +94,7 @@ impl EventRecorder {
         regarding: &ObjectReference,
         key: u64,
     ) -> Result<(), kube::Error> {
-        let object = self.object(event, regarding);
+        let object = self.object(event, regarding, key);
         let created = api.create(&PostParams::default(), &object).await?;
         if let Some(name) = created.metadata.name {
             self.lock().record(key, name, Instant::now());
@@ -102,12 +102,16 @@ impl EventRecorder {
         Ok(())
     }
 
-    fn object(&self, event: &Event, regarding: &ObjectReference) -> KubeEvent {
-        let subject = regarding.name.as_deref().unwrap_or("object");
+    fn object(&self, event: &Event, regarding: &ObjectReference, key: u64) -> KubeEvent {
+        let now = Timestamp::now();
+        let name = event_name(
+            regarding.name.as_deref().unwrap_or("object"),
+            now.as_nanosecond(),
+            key,
+        );
         KubeEvent {
             metadata: ObjectMeta {
-                // The server appends a unique suffix.
-                generate_name: Some(format!("{subject}.")),
+                name: Some(name),
                 namespace: regarding.namespace.clone(),
                 ..ObjectMeta::default()
             },
@@ -121,7 +125,7 @@ impl EventRecorder {
                 }
                 .to_owned(),
             ),
-            event_time: Some(MicroTime(Timestamp::now())),
+            event_time: Some(MicroTime(now)),
             regarding: Some(regarding.clone()),
             related: event.secondary.clone(),
             reporting_controller: Some(self.controller.to_string()),
@@ -137,6 +141,22 @@ impl EventRecorder {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// `<object>.<hex>`, as client-go names Events: the time in nanoseconds,
+/// mixed with the occurrence so two Events in the same nanosecond differ.
+/// (The apiserver rejects a `generateName` ending in a dot.) Within the 253
+/// characters of a DNS subdomain, and ending alphanumeric.
+fn event_name(subject: &str, nanos: i128, key: u64) -> String {
+    const MAX: usize = 253;
+    let suffix = format!("{:x}", (nanos as u64) ^ key.rotate_left(32));
+    let room = MAX - 1 - suffix.len();
+    let mut cut = subject.len().min(room);
+    while !subject.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let subject = subject[..cut].trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    format!("{subject}.{suffix}")
 }
 
 /// What makes two Events the same occurrence.
@@ -298,6 +318,33 @@ mod tests {
         assert!(recent.repeat(1, now).is_none());
     }
 
+    fn is_dns_subdomain(name: &str) -> bool {
+        name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            })
+    }
+
+    #[test]
+    fn event_names_are_valid_and_distinct() {
+        let nanos = 1_795_000_000_123_456_789_i128;
+        let name = event_name("reception", nanos, 7);
+        assert!(name.starts_with("reception."), "{name}");
+        assert!(is_dns_subdomain(&name), "{name}");
+        assert_ne!(name, event_name("reception", nanos, 8), "same instant");
+        assert_ne!(name, event_name("reception", nanos + 1, 7), "next instant");
+        // A name at the limit is cut, and never left ending in '-' or '.'.
+        let long = format!("{}-b.{}", "a".repeat(230), "c".repeat(22));
+        let cut = event_name(&long, nanos, u64::MAX);
+        assert!(is_dns_subdomain(&cut), "{cut}");
+        assert!(cut.len() <= 253);
+    }
+
     #[test]
     fn the_digest_tells_occurrences_apart() {
         let regarding = ObjectReference {
@@ -307,23 +354,17 @@ mod tests {
             uid: Some("u1".into()),
             ..ObjectReference::default()
         };
-        let event = Event {
+        let compiled = |note: &str| Event {
             type_: EventType::Normal,
             reason: "Compiled".into(),
-            note: Some("compiled to sha256:1".into()),
+            note: Some(note.into()),
             action: "Compile".into(),
             secondary: None,
         };
+        let event = compiled("compiled to sha256:1");
         let same = digest(&event, &regarding);
-        assert_eq!(same, digest(&event, &regarding));
-        let other_note = Event {
-            type_: EventType::Normal,
-            reason: "Compiled".into(),
-            note: Some("compiled to sha256:2".into()),
-            action: "Compile".into(),
-            secondary: None,
-        };
-        assert_ne!(same, digest(&other_note, &regarding));
+        assert_eq!(same, digest(&compiled("compiled to sha256:1"), &regarding));
+        assert_ne!(same, digest(&compiled("compiled to sha256:2"), &regarding));
         let other_object = ObjectReference {
             uid: Some("u2".into()),
             ..regarding.clone()

@@ -8,7 +8,6 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::events::{Event, EventRecorder, EventType};
 use futures::{Stream, StreamExt};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -18,6 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::Metrics;
+use crate::events::{Event, EventRecorder, EventType};
 
 /// Every API call of a reconcile gets this long before it counts as failed.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);

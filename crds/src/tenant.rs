@@ -235,9 +235,8 @@ pub struct TenantSpend {
 }
 
 impl Tenant {
-    /// The namespace of the tenant: `spec.namespace`, else `tenant-<name>`.
-    /// Whether `namespace` is this Tenant's, without allocating: mappers ask
-    /// it for every cached Agent.
+    /// Whether `namespace` is this Tenant's (see [`Self::namespace_name`]),
+    /// without allocating: mappers ask it for every cached Agent.
     pub fn owns_namespace(&self, namespace: &str) -> bool {
         match &self.spec.namespace {
             Some(own) => own == namespace,
@@ -247,6 +246,7 @@ impl Tenant {
         }
     }
 
+    /// The namespace of the tenant: `spec.namespace`, else `tenant-<name>`.
     pub fn namespace_name(&self) -> String {
         use kube::ResourceExt;
         self.spec

@@ -344,16 +344,11 @@ impl Bench {
         .collect::<Vec<()>>()
         .await;
         let all_agents: Api<Agent> = Api::all(self.client.clone());
+        let one_agent = params.clone().limit(1);
         let agents_gone = dialtone_e2e::wait_for(CONVERGE_TIMEOUT, || {
             let agents = all_agents.clone();
-            let params = params.clone();
-            async move {
-                Ok(agents
-                    .list(&params.clone().limit(1))
-                    .await?
-                    .items
-                    .is_empty())
-            }
+            let params = one_agent.clone();
+            async move { Ok(agents.list(&params).await?.items.is_empty()) }
         })
         .await;
         if let Err(err) = agents_gone {

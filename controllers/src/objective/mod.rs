@@ -118,7 +118,7 @@ fn tenant_of(tenants: &Store<Tenant>, namespace: &str) -> Option<TenantSpec> {
     tenants
         .state()
         .iter()
-        .find(|t| t.namespace_name() == namespace)
+        .find(|t| t.owns_namespace(namespace))
         .map(|t| t.spec.clone())
 }
 
