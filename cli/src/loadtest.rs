@@ -504,7 +504,7 @@ mod tests {
         let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
         let number = random_number();
         let agent = format!("loadtest-{}", random_suffix());
-        seed_dental(pod.pool(), &agent, &number, "Mia")
+        let seeded = seed_dental(pod.pool(), &agent, &number, "Mia")
             .await
             .unwrap();
         let options = Options {
@@ -543,6 +543,7 @@ mod tests {
         );
         // The pod saw the barge-ins and closed every call.
         assert!(pod.pod.metrics.active_calls() == 0, "{text}");
+        seeded.unroute(pod.pool()).await.unwrap();
         pod.stop().await.unwrap();
     }
 }

@@ -148,10 +148,10 @@ fn main() -> ExitCode {
     let setup = pod_runtime.block_on(async {
         let pod = TestPod::start(&url, Duration::from_secs(30)).await?;
         let agent = format!("bench-{}", random_suffix());
-        seed_dental(pod.pool(), &agent, &number, "Mia").await?;
-        Ok::<_, testkit::TestkitError>(pod)
+        let seeded = seed_dental(pod.pool(), &agent, &number, "Mia").await?;
+        Ok::<_, testkit::TestkitError>((pod, seeded))
     });
-    let pod = match setup {
+    let (pod, seeded) = match setup {
         Ok(p) => p,
         Err(e) => {
             eprintln!("call_bench: {e}");
@@ -190,6 +190,10 @@ fn main() -> ExitCode {
         .fetch_all(&pool)
         .await
     });
+    if let Err(e) = pod_runtime.block_on(seeded.unroute(&pool)) {
+        eprintln!("call_bench: removing the bench's route: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut latencies = match latencies {
         Ok(l) => l,
         Err(e) => {

@@ -196,6 +196,16 @@ pub struct Seeded {
     pub version: ConfigVersion,
 }
 
+impl Seeded {
+    /// Removes the Agent's routes, so finished tests leave no numbers in
+    /// the shared database that no Agent resource owns. The version stays:
+    /// the test's call records refer to it.
+    pub async fn unroute(&self, pool: &PgPool) -> Result<(), TestkitError> {
+        routes::remove_agent(pool, NAMESPACE, &self.agent).await?;
+        Ok(())
+    }
+}
+
 /// Compiles the dental example's Agent as `agent` answering `number` (with
 /// the builtin speech and classifier providers, Twilio for telephony),
 /// with `display_name` so variants differ, stores the version and routes

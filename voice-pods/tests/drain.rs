@@ -30,7 +30,7 @@ async fn sigterm_drains_calls_flushes_events_and_exits_cleanly() {
         .unwrap();
     let number = random_number();
     let agent = format!("voice-drain-{}", random_suffix());
-    seed_dental(&pool, &agent, &number, "Mia").await.unwrap();
+    let seeded = seed_dental(&pool, &agent, &number, "Mia").await.unwrap();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -126,5 +126,6 @@ async fn sigterm_drains_calls_flushes_events_and_exits_cleanly() {
         assert_eq!(last.0, "callClosed");
         assert_eq!(last.1["reason"], reason);
     }
+    seeded.unroute(&pool).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -73,6 +73,7 @@ async fn a_text_call_books_the_dental_appointment_and_records_it_in_order() {
     let metrics = &pod.pod.metrics;
     assert_eq!(metrics.calls_closed("ended"), 1);
     assert_eq!(metrics.active_calls(), 0);
+    seeded.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();
 }
 
@@ -121,6 +122,7 @@ async fn a_call_keeps_its_version_when_the_route_moves_mid_call() {
     let events = closed_events(pod.pool(), next.call_id.parse().unwrap()).await;
     assert_well_formed(&events);
     assert_eq!(events.last().unwrap().2["reason"], "hangup");
+    first.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();
 }
 
@@ -150,7 +152,7 @@ async fn barge_in_silence_and_bad_messages_follow_the_same_call_path() {
     let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
     let number = random_number();
     let agent = format!("voice-barge-{}", random_suffix());
-    seed_dental(pod.pool(), &agent, &number, "Mia")
+    let seeded = seed_dental(pod.pool(), &agent, &number, "Mia")
         .await
         .unwrap();
     let mut socket = connect(&pod.call_url(&number, "+61400000004")).await;
@@ -186,6 +188,7 @@ async fn barge_in_silence_and_bad_messages_follow_the_same_call_path() {
     ] {
         assert!(kinds.contains(&wanted), "{wanted} missing from {kinds:?}");
     }
+    seeded.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();
 }
 
@@ -197,7 +200,7 @@ async fn the_classifier_maps_only_what_the_parsers_cannot_read() {
     let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
     let number = random_number();
     let agent = format!("voice-llm-{}", random_suffix());
-    seed_dental(pod.pool(), &agent, &number, "Mia")
+    let seeded = seed_dental(pod.pool(), &agent, &number, "Mia")
         .await
         .unwrap();
     let mut socket = connect(&pod.call_url(&number, "+61400000006")).await;
@@ -240,5 +243,6 @@ async fn the_classifier_maps_only_what_the_parsers_cannot_read() {
             .iter()
             .any(|e| e.1 == "costAccrued" && e.2["component"] == "llm")
     );
+    seeded.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();
 }

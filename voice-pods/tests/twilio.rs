@@ -107,6 +107,7 @@ async fn the_voice_webhook_answers_only_signed_requests() {
     assert_eq!(params["callee"], number);
     assert_eq!(params["callSid"], "CAsigned");
     assert!(!params["token"].is_empty());
+    seeded.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();
 }
 
@@ -282,5 +283,6 @@ async fn a_media_stream_call_plays_audio_takes_keys_and_records_everything() {
             .any(|c| c["component"] == "tts" && c["unit"] == "characters")
     );
     assert_eq!(events.last().unwrap().2["reason"], "hangup");
+    seeded.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();
 }
