@@ -180,6 +180,11 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cpu = thread_cpu(POD_THREAD) - cpu_before;
+    // After the CPU reading, so the cleanup is not counted as call work.
+    if let Err(e) = pod_runtime.block_on(seeded.unroute(&pool)) {
+        eprintln!("call_bench: removing the bench's route: {e}");
+        return ExitCode::FAILURE;
+    }
     let latencies = pod_runtime.block_on(async {
         sqlx::query_scalar::<_, i64>(
             "SELECT (e.payload->>'latencyMicros')::bigint FROM call_events e \
@@ -190,10 +195,6 @@ fn main() -> ExitCode {
         .fetch_all(&pool)
         .await
     });
-    if let Err(e) = pod_runtime.block_on(seeded.unroute(&pool)) {
-        eprintln!("call_bench: removing the bench's route: {e}");
-        return ExitCode::FAILURE;
-    }
     let mut latencies = match latencies {
         Ok(l) => l,
         Err(e) => {
