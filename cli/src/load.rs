@@ -18,6 +18,21 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// A directory reached again inside itself, through a symlink.
+    #[error("{path}: symlink loop (it is {ancestor}, which contains it)")]
+    SymlinkLoop {
+        /// The path that leads back.
+        path: String,
+        /// The directory it leads back to.
+        ancestor: String,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
+    move |source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// A Dialtone resource found in the input.
@@ -95,35 +110,49 @@ struct Header {
 fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
     let mut out = Vec::new();
     for p in paths {
-        if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|source| LoadError::Io {
-                    path: p.display().to_string(),
-                    source,
-                })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            entries.sort();
-            let nested: Vec<PathBuf> = entries
-                .into_iter()
-                .filter(|e| e.is_dir() || e.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect();
-            out.extend(files(&nested)?);
-        } else {
-            out.push(p.clone());
-        }
+        collect(p, &mut Vec::new(), &mut out)?;
     }
     Ok(out)
+}
+
+/// Adds the YAML files under `path` to `out`. `walking` holds the real
+/// paths of the directories being walked: meeting one of them again means
+/// a symlink loops back, and following it would never end.
+fn collect(
+    path: &Path,
+    walking: &mut Vec<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), LoadError> {
+    if !path.is_dir() {
+        out.push(path.to_owned());
+        return Ok(());
+    }
+    let real = std::fs::canonicalize(path).map_err(io_error(path))?;
+    if walking.contains(&real) {
+        return Err(LoadError::SymlinkLoop {
+            path: path.display().to_string(),
+            ancestor: real.display().to_string(),
+        });
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io_error(path))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|e| e.is_dir() || e.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    entries.sort();
+    walking.push(real);
+    for entry in entries {
+        collect(&entry, walking, out)?;
+    }
+    walking.pop();
+    Ok(())
 }
 
 /// Reads every Dialtone resource under `paths`.
 pub fn load(paths: &[PathBuf]) -> Result<Set, LoadError> {
     let mut set = Set::default();
     for file in files(paths)? {
-        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io {
-            path: file.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&file).map_err(io_error(&file))?;
         read_docs(&file, &text, &mut set);
     }
     Ok(set)
@@ -235,5 +264,51 @@ impl Set {
             .iter()
             .find(|d| d.id() == id)
             .map(|d| d.file.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TENANT: &str = "apiVersion: dialtone.io/v1alpha1\nkind: Tenant\nmetadata: {name: acme}\n\
+                          spec: {displayName: Acme, profile: {timezone: UTC}}\n";
+
+    fn scratch(what: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dialtone-{what}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("creates a temp dir");
+        dir
+    }
+
+    #[test]
+    fn a_symlink_loop_ends_the_walk_with_an_error() {
+        let dir = scratch("symlink-loop");
+        let nested = dir.join("tenants");
+        std::fs::create_dir(&nested).expect("creates a dir");
+        std::fs::write(nested.join("acme.yaml"), TENANT).expect("writes");
+        std::os::unix::fs::symlink(&dir, nested.join("back-up")).expect("links");
+
+        let err = load(std::slice::from_ref(&dir)).expect_err("a loop");
+        let message = err.to_string();
+        assert!(
+            matches!(&err, LoadError::SymlinkLoop { path, .. } if path.ends_with("tenants/back-up")),
+            "{message}"
+        );
+        assert!(message.contains("symlink loop"), "{message}");
+        std::fs::remove_dir_all(&dir).expect("cleans up");
+    }
+
+    #[test]
+    fn a_symlink_to_a_directory_elsewhere_is_followed() {
+        let dir = scratch("symlink-elsewhere");
+        let shared = scratch("symlink-target");
+        std::fs::write(shared.join("acme.yaml"), TENANT).expect("writes");
+        std::os::unix::fs::symlink(&shared, dir.join("shared")).expect("links");
+
+        let set = load(std::slice::from_ref(&dir)).expect("loads");
+        assert_eq!(set.tenants().count(), 1);
+        for d in [dir, shared] {
+            std::fs::remove_dir_all(d).expect("cleans up");
+        }
     }
 }

@@ -7,6 +7,7 @@ mod load;
 mod loadtest;
 mod projections;
 mod replay;
+mod workflows;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
@@ -128,6 +129,14 @@ enum Command {
         #[arg(long)]
         export_test: Option<PathBuf>,
     },
+    /// Workflow jobs: list, inspect, retry dead letters, discard.
+    Workflows {
+        /// The event spine's database.
+        #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+        database_url: Option<String>,
+        #[command(subcommand)]
+        command: workflows::WorkflowsCommand,
+    },
     /// Rebuild the calls projection from the call events alone.
     RebuildProjections {
         /// Only this tenant's calls.
@@ -148,6 +157,8 @@ enum CliError {
     Replay(#[from] replay::ReplayError),
     #[error(transparent)]
     Rebuild(#[from] projections::RebuildError),
+    #[error(transparent)]
+    Workflows(#[from] workflows::WorkflowsError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -205,6 +216,15 @@ fn main() -> ExitCode {
             tenant,
             database_url,
         } => projections::run(&database_url, tenant).map_err(CliError::from),
+        Command::Workflows {
+            database_url,
+            command,
+        } => match database_url {
+            Some(url) => workflows::run(&url, command).map_err(CliError::from),
+            None => Err(CliError::Usage(
+                "dialtone workflows needs --database-url or DATABASE_URL".into(),
+            )),
+        },
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

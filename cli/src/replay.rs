@@ -197,7 +197,9 @@ pub fn replay(config: &CompiledConfig, events: &[CallEvent]) -> Result<Replay, R
         }
         expected = e.seq + 1;
         match &e.body {
-            EventBody::Runtime(RuntimeEvent::InputReceived { input, original }) => {
+            EventBody::Runtime(RuntimeEvent::InputReceived {
+                input, original, ..
+            }) => {
                 turns.push(Turn {
                     input: Some(input.clone()),
                     original: original.clone(),
@@ -722,6 +724,7 @@ mod tests {
             bodies.push(EventBody::Runtime(RuntimeEvent::InputReceived {
                 input: input.clone(),
                 original: None,
+                altered_from: None,
             }));
             let (next, outputs) = engine.step(state, &input);
             state = next;
@@ -938,6 +941,7 @@ mod tests {
                 body: EventBody::Runtime(RuntimeEvent::InputReceived {
                     input: Input::Now(tick),
                     original: None,
+                    altered_from: None,
                 }),
                 ..events[end].clone()
             },

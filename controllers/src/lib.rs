@@ -7,6 +7,7 @@
 //! caches warm and resync everything when they gain leadership.
 
 pub mod agent;
+pub mod campaign;
 pub mod events;
 pub mod metrics;
 pub mod objective;

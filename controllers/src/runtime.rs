@@ -114,13 +114,25 @@ impl Shared {
 }
 
 /// Per-object consecutive failures, so `error_policy` backs off
-/// exponentially (5 s, 10 s, 20 s … 5 min) and a success resets it.
+/// exponentially (5 s, 10 s, 20 s … 5 min) and a success resets it. Keyed
+/// `<controller>:<object key>`: [`failed`](Self::failed) and
+/// [`succeeded`](Self::succeeded) build that key, so a reset cannot miss.
 #[derive(Default)]
 pub struct FailureBackoff {
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl FailureBackoff {
+    /// The delay before `controller` retries `obj` after one more failure.
+    pub fn failed<K: Resource>(&self, controller: &str, obj: &K) -> Duration {
+        self.next_delay(&backoff_key(controller, obj))
+    }
+
+    /// Forgets `obj`'s failures after `controller` reconciled it.
+    pub fn succeeded<K: Resource>(&self, controller: &str, obj: &K) {
+        self.reset(&backoff_key(controller, obj));
+    }
+
     /// The delay before retrying `key` after one more failure.
     pub fn next_delay(&self, key: &str) -> Duration {
         let mut map = self
@@ -146,6 +158,10 @@ impl FailureBackoff {
 pub fn backoff_delay(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(6);
     Duration::from_secs(5u64.saturating_mul(1u64 << exp)).min(Duration::from_secs(300))
+}
+
+fn backoff_key<K: Resource>(controller: &str, obj: &K) -> String {
+    format!("{controller}:{}", object_key(obj))
 }
 
 /// A reconcile-level key for an object: `namespace/name` or `name`.
@@ -175,7 +191,7 @@ where
 {
     shared.metrics.failed(controller, category);
     let key = object_key(obj.as_ref());
-    let delay = backoff.next_delay(&format!("{controller}:{key}"));
+    let delay = backoff.failed(controller, obj.as_ref());
     tracing::warn!(controller, object = %key, category, error = %error, retry_in = ?delay, "reconcile failed");
     let recorder = recorder.clone();
     let note = error.to_string();
@@ -193,9 +209,10 @@ where
     Action::requeue(delay)
 }
 
-/// Drives a controller's result stream to its end; the errors it yields are
-/// the controller's own bookkeeping (failed reconciles are reported by
-/// [`report_failure`]), so they are only logged at debug level.
+/// Drives a controller's result stream to its end. A failed reconcile is
+/// reported by [`report_failure`] and an object gone from the cache is
+/// routine, so those are debug; a failing watch (or scheduler) means the
+/// controller sees no changes until it recovers, so that is a warning.
 pub async fn drain<K, E1, E2>(
     controller: &'static str,
     stream: impl Stream<Item = Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E1, E2>>>,
@@ -204,10 +221,16 @@ pub async fn drain<K, E1, E2>(
     E1: std::error::Error + 'static,
     E2: std::error::Error + 'static,
 {
+    use kube::runtime::controller::Error as ControllerError;
     stream
         .for_each(|res| {
-            if let Err(err) = res {
-                tracing::debug!(controller, error = %err, "controller event");
+            match res {
+                Ok(_) => {}
+                Err(
+                    err @ (ControllerError::ReconcilerFailed(..)
+                    | ControllerError::ObjectNotFound(_)),
+                ) => tracing::debug!(controller, error = %err, "controller event"),
+                Err(err) => tracing::warn!(controller, error = %err, "watch failed; retrying"),
             }
             futures::future::ready(())
         })
@@ -324,6 +347,56 @@ mod tests {
         assert_eq!(b.next_delay("a"), Duration::from_secs(10));
         b.reset("a");
         assert_eq!(b.next_delay("a"), Duration::from_secs(5));
+    }
+
+    /// Records the level of every event logged while it is the default.
+    struct Levels(Arc<Mutex<Vec<tracing::Level>>>);
+
+    impl tracing::Subscriber for Levels {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .push(*event.metadata().level());
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[tokio::test]
+    async fn a_failing_watch_is_a_warning_and_a_failed_reconcile_is_not_logged_twice() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        use kube::runtime::controller::Error as ControllerError;
+
+        let levels = Arc::new(Mutex::new(Vec::new()));
+        let _default = tracing::subscriber::set_default(Levels(Arc::clone(&levels)));
+        let gone = || Box::new(ObjectRef::<ConfigMap>::new("gone").within("ns").erase());
+        let results: Vec<Result<(ObjectRef<ConfigMap>, Action), _>> = vec![
+            Err(ControllerError::<std::io::Error, _>::QueueError(
+                watcher::Error::NoResourceVersion,
+            )),
+            Err(ControllerError::ReconcilerFailed(
+                std::io::Error::other("already reported"),
+                gone(),
+            )),
+            Err(ControllerError::ObjectNotFound(gone())),
+        ];
+        drain("test", futures::stream::iter(results)).await;
+        let levels = levels.lock().expect("not poisoned").clone();
+        use tracing::Level;
+        // The watch error, the two routine ones, then "stopped".
+        assert_eq!(
+            levels,
+            [Level::WARN, Level::DEBUG, Level::DEBUG, Level::INFO]
+        );
     }
 
     #[tokio::test]

@@ -194,8 +194,11 @@ pub struct Workflow {
     /// request without sending it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderRef>,
-    /// Action parameters, e.g. `to`, `subject`, `template`. Values may name
-    /// captured slots as `{{slots.phone}}`.
+    /// Action parameters, e.g. `to`, `subject`, `template`. Values are
+    /// templates: `{{slots.<slot>}}` (a slot an objective of the Agent
+    /// captures), `{{caller}}`, `{{callee}}`, `{{callId}}`, `{{outcome}}`,
+    /// `{{agent}}`, `{{tenant}}`, `{{trigger}}`; anything else is refused
+    /// when the Agent is compiled.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, String>,
     /// Retries before the job is dead-lettered.
@@ -233,6 +236,10 @@ pub enum WorkflowAction {
     Sms,
     /// POST the event to a signed webhook.
     Webhook,
+    /// Create a payment link and hand it to the call's record.
+    PaymentLink,
+    /// Send a document for electronic signature from a template.
+    Esign,
 }
 
 /// Retries of a workflow job with exponential backoff.

@@ -56,9 +56,60 @@ pub struct CampaignSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0.0").message("budgetUsd must not be negative"))]
     pub budget_usd: Option<f64>,
+    /// Why the calls are made: it decides the legal calling hours that
+    /// apply on top of the schedule (the platform's floor for the purpose)
+    /// and whether a fresh do-not-call register wash is required.
+    #[serde(default)]
+    pub purpose: CampaignPurpose,
+    /// What happens when a machine answers.
+    #[serde(default)]
+    pub voicemail: VoicemailPolicy,
     /// Pauses dialing; calls in flight finish.
     #[serde(default)]
     pub suspend: bool,
+}
+
+/// Why a campaign calls.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CampaignPurpose {
+    /// Selling or promoting: the telemarketing hours apply and the
+    /// do-not-call register must have been washed within 30 days.
+    #[default]
+    Telemarketing,
+    /// Surveys and opinion research: the research hours apply.
+    Research,
+    /// Reminders and notices to existing customers (appointments, bills):
+    /// the telemarketing hours apply; numbers on the register loaded are
+    /// still skipped when `respectDoNotCall` is set.
+    Informational,
+}
+
+/// What to do when answering-machine detection says a machine answered.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VoicemailPolicy {
+    /// `hangup` (the default: a person wrongly detected as a machine hears
+    /// nothing rather than a recording), `leaveMessage` or `retryLater`.
+    #[serde(default)]
+    pub policy: VoicemailAction,
+    /// The message left with `leaveMessage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 500))]
+    pub message: Option<String>,
+}
+
+/// What to do with a machine.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum VoicemailAction {
+    /// Hang up; the lead counts as reached by voicemail.
+    #[default]
+    Hangup,
+    /// Wait for the beep, say the message, hang up.
+    LeaveMessage,
+    /// Hang up and try again later (an attempt is used).
+    RetryLater,
 }
 
 /// A caller id.
@@ -71,8 +122,8 @@ pub struct CallerId {
     pub number: String,
 }
 
-/// Who to call: inline leads, or a CSV in a ConfigMap or Secret (columns
-/// `phone` and optional `name` and further fields).
+/// Who to call: inline leads, or a CSV in a ConfigMap or Secret (a header
+/// row naming `phone` and optionally `name`, `timezone` and further fields).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(size(self.leads) > 0 ? 1 : 0) + (has(self.configMapRef) ? 1 : 0) + (has(self.secretRef) ? 1 : 0) == 1").message("give exactly one of leads, configMapRef or secretRef"))]
@@ -110,17 +161,24 @@ pub struct Lead {
     /// Name, used in greetings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The lead's IANA timezone (e.g. `Australia/Perth`); without it, the
+    /// number's region decides, else the tenant's timezone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub timezone: Option<String>,
     /// Further fields available to the agent's objectives.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, String>,
 }
 
-/// When calls may be placed.
+/// When calls may be placed, in each recipient's local time, within the
+/// platform's legal hours for the campaign's purpose and never on the
+/// tenant's holidays.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.startDate) || !has(self.endDate) || self.startDate <= self.endDate").message("startDate must not be after endDate"))]
 pub struct Schedule {
-    /// Weekly windows in the tenant's time zone.
+    /// Weekly windows in each recipient's local time.
     #[schemars(length(min = 1, max = 50))]
     pub windows: Vec<ScheduleWindow>,
     /// First day of dialing, `YYYY-MM-DD`.
@@ -178,7 +236,7 @@ fn default_cpm() -> i32 {
     10
 }
 fn default_cap() -> i32 {
-    100
+    50
 }
 
 impl Default for Pacing {
@@ -251,19 +309,25 @@ impl Default for Compliance {
 /// Where a campaign is.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum CampaignPhase {
-    /// Leads are being loaded.
+    /// Not loaded yet, or its Agent is not ready.
     #[default]
     Pending,
-    /// Dialing within the schedule.
-    Running,
-    /// Outside its windows, waiting.
-    Waiting,
-    /// Suspended by the spec.
-    Suspended,
-    /// Stopped by its budget or the tenant's.
+    /// Loaded; its start date is still ahead.
+    Scheduled,
+    /// Placing calls.
+    Dialing,
+    /// Suspended by the spec, or stopped by the failure breaker or a stale
+    /// do-not-call register (see the `Dialing` condition).
+    Paused,
+    /// No lead is inside its window now.
+    OutsideWindow,
+    /// Stopped by its budget or the tenant's daily budget.
     BudgetExhausted,
     /// Every lead is finished.
     Completed,
+    /// Cannot run (its end date passed with leads left, or its spec cannot
+    /// be dialed).
+    Failed,
 }
 
 /// Progress of a campaign.
@@ -285,6 +349,15 @@ pub struct CampaignStatus {
     /// Spend so far, in USD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spend_usd: Option<f64>,
+    /// Answered by a person, of the calls that finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_rate: Option<f64>,
+    /// When the next lead's window opens, while outside every window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window_start: Option<String>,
+    /// The last dialing error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Lead counts by state.
@@ -303,4 +376,7 @@ pub struct LeadCounts {
     pub failed: i64,
     /// Skipped by do-not-call or suppression.
     pub suppressed: i64,
+    /// Reached a machine (and, by policy, are done).
+    #[serde(default)]
+    pub voicemail: i64,
 }

@@ -29,7 +29,7 @@ use crate::common::Condition;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.vendor in {'telephony': ['twilio', 'sip', 'builtin'], 'stt': ['deepgram', 'builtin'], 'tts': ['elevenlabs', 'cartesia', 'builtin'], 'llm': ['openai', 'builtin'], 'messaging': ['twilio', 'builtin'], 'email': ['sendgrid', 'builtin'], 'crm': ['webhook', 'builtin'], 'calendar': ['webhook', 'builtin'], 'payment': ['webhook', 'builtin'], 'esign': ['webhook', 'builtin'], 'webhook': ['webhook', 'builtin']}[self.type]").message("vendor is not offered for this provider type"),
+    validation = Rule::new("self.vendor in {'telephony': ['twilio', 'sip', 'builtin'], 'stt': ['deepgram', 'builtin'], 'tts': ['elevenlabs', 'cartesia', 'builtin'], 'llm': ['openai', 'builtin'], 'messaging': ['twilio', 'builtin'], 'email': ['sendgrid', 'postmark', 'builtin'], 'crm': ['hubspot', 'webhook', 'builtin'], 'calendar': ['googleCalendar', 'calcom', 'webhook', 'builtin'], 'payment': ['stripe', 'webhook', 'builtin'], 'esign': ['docusign', 'webhook', 'builtin'], 'webhook': ['webhook', 'builtin']}[self.type]").message("vendor is not offered for this provider type"),
     validation = Rule::new("self.vendor == 'builtin' || self.vendor == 'sip' || has(self.credentialsSecretRef)").message("credentialsSecretRef is required for this vendor")
 )]
 pub struct ProviderSpec {
@@ -38,9 +38,10 @@ pub struct ProviderSpec {
     pub type_: ProviderType,
     /// Who provides it. Each type offers some vendors: telephony twilio|sip,
     /// stt deepgram, tts elevenlabs|cartesia, llm openai (any
-    /// OpenAI-compatible API), messaging twilio, email sendgrid, crm,
-    /// calendar, payment, esign and webhook through signed webhooks.
-    /// `builtin` works offline for every type.
+    /// OpenAI-compatible API), messaging twilio, email sendgrid|postmark,
+    /// crm hubspot, calendar googleCalendar|calcom, payment stripe, esign
+    /// docusign; crm, calendar, payment, esign and webhook also through
+    /// signed webhooks. `builtin` works offline for every type.
     pub vendor: Vendor,
     /// The Secret holding the account's credentials. Never put credentials
     /// in the spec. Required for every vendor but `builtin` and `sip`.
@@ -155,6 +156,18 @@ pub enum Vendor {
     Sendgrid,
     /// A signed HTTPS webhook.
     Webhook,
+    /// Postmark email.
+    Postmark,
+    /// HubSpot CRM contacts.
+    Hubspot,
+    /// Google Calendar events.
+    GoogleCalendar,
+    /// Cal.com bookings.
+    Calcom,
+    /// Stripe Payment Links.
+    Stripe,
+    /// DocuSign envelopes from templates.
+    Docusign,
 }
 
 impl Vendor {
@@ -170,6 +183,12 @@ impl Vendor {
             Vendor::Openai => "openai",
             Vendor::Sendgrid => "sendgrid",
             Vendor::Webhook => "webhook",
+            Vendor::Postmark => "postmark",
+            Vendor::Hubspot => "hubspot",
+            Vendor::GoogleCalendar => "googleCalendar",
+            Vendor::Calcom => "calcom",
+            Vendor::Stripe => "stripe",
+            Vendor::Docusign => "docusign",
         }
     }
 
@@ -182,7 +201,14 @@ impl Vendor {
             | Vendor::Elevenlabs
             | Vendor::Cartesia
             | Vendor::Openai
-            | Vendor::Sendgrid => &["apiKey"],
+            | Vendor::Sendgrid
+            | Vendor::Postmark
+            | Vendor::Hubspot
+            | Vendor::Calcom
+            | Vendor::Stripe => &["apiKey"],
+            // OAuth access tokens, refreshed outside Dialtone (a token
+            // broker or a CronJob rewriting the Secret).
+            Vendor::GoogleCalendar | Vendor::Docusign => &["accessToken"],
             Vendor::Webhook => &["signingSecret"],
         }
     }
@@ -284,10 +310,17 @@ pub struct RateLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0").message("requestsPerSecond must be positive"))]
     pub requests_per_second: Option<i32>,
-    /// Sessions (calls, streams) open at once.
+    /// Sessions (calls, streams, workflow requests) open at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0").message("maxConcurrent must be positive"))]
     pub max_concurrent: Option<i32>,
+    /// Messages one sender may send per day, counted across every worker
+    /// replica and reset at midnight in the Tenant's timezone: per sending
+    /// domain for email (default 50), per from-number for SMS (default
+    /// 100). A job over the cap waits for the next day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0").message("dailyCap must be positive"))]
+    pub daily_cap: Option<i32>,
 }
 
 /// What the operator observed of a provider.

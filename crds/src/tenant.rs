@@ -222,6 +222,11 @@ pub struct TenantStatus {
     /// Spend so far, in USD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spend: Option<TenantSpend>,
+    /// Workflow jobs of the tenant that gave up (dead letters), as of the
+    /// last reconcile: `dialtone workflows list --tenant=<name>
+    /// --status=dead` shows them, `retry` or `discard` settles them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_jobs: Option<i64>,
 }
 
 /// Spend of a tenant, in USD.

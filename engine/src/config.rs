@@ -16,7 +16,7 @@ use dialtone_crds::common::Locale;
 use dialtone_crds::objective::{
     ObjectiveSummary, SilencePolicy, Step, StepKind, Template, TransferMode, TransferStep,
 };
-use dialtone_crds::provider::{Pricing, ProviderSettings, ProviderType, Vendor};
+use dialtone_crds::provider::{Pricing, ProviderSettings, ProviderType, RateLimits, Vendor};
 use dialtone_crds::tenant::{BusinessHours, EscalationContact};
 use dialtone_crds::{Agent, ClusterProvider, Objective, Provider, Tenant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::hours::Hours;
 use crate::phrasebook;
 use crate::validate::{ErrorKind, ValidationError, is_e164, validate_objective};
+use crate::workflow;
 
 /// The name and namespace of any object, without depending on `kube` here.
 fn meta(m: &ObjectMeta) -> (String, Option<String>) {
@@ -56,6 +57,10 @@ pub struct CompiledConfig {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// The objectives; calls start in the first.
     pub objectives: Vec<CompiledObjective>,
+    /// The vendor account of each workflow that names one, by workflow
+    /// name; workflows left out use `builtin`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workflow_providers: BTreeMap<String, ProviderConfig>,
 }
 
 /// The Agent part of a config.
@@ -114,6 +119,9 @@ pub struct ProviderConfig {
     pub settings: ProviderSettings,
     /// Prices for cost tracking.
     pub pricing: Pricing,
+    /// How hard the account may be used (the workers enforce these).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimits>,
 }
 
 /// An objective with its template applied and every default resolved.
@@ -418,16 +426,61 @@ pub fn compile(input: &CompileInput<'_>) -> Result<ConfigVersion, CompileErrors>
             }
         }
     }
+    let captured: BTreeSet<&str> = objectives
+        .iter()
+        .flat_map(|o| &o.steps)
+        .filter_map(|s| s.capture.as_ref().map(|c| c.slot.as_str()))
+        .collect();
+    // Which slots exist is only known when every objective resolved; a
+    // broken objective reports its own error, not one per workflow slot.
+    let objectives_resolved = objectives.len() == agent.spec.objectives.len();
+    let mut workflow_providers = BTreeMap::new();
+    let mut workflow_names = BTreeSet::new();
     for (i, w) in agent.spec.workflows.iter().enumerate() {
-        if let Some(r) = &w.provider
-            && find_provider(input, &namespace, r).is_none()
-        {
+        let path = format!("spec.workflows[{i}]");
+        if !workflow_names.insert(w.name.as_str()) {
             err(
+                CompileErrorKind::InvalidAgent,
+                &agent_res,
+                &format!("{path}.name"),
+                format!("workflow {:?} is listed twice", w.name),
+            );
+        }
+        let known = objectives_resolved.then_some(&captured);
+        for (param, message) in workflow::check_params(&w.params, known) {
+            err(
+                CompileErrorKind::InvalidAgent,
+                &agent_res,
+                &format!("{path}.params.{param}"),
+                message,
+            );
+        }
+        let Some(r) = &w.provider else { continue };
+        let wanted = workflow::provider_type(w.action);
+        match find_provider(input, &namespace, r) {
+            None => err(
                 CompileErrorKind::ProviderNotFound,
                 &agent_res,
-                &format!("spec.workflows[{i}].provider"),
+                &format!("{path}.provider"),
                 missing_provider(r, &namespace),
-            );
+            ),
+            // A webhook provider can stand in for any business system.
+            Some(p) if p.type_ != wanted && p.type_ != ProviderType::Webhook => err(
+                CompileErrorKind::ProviderTypeMismatch,
+                &agent_res,
+                &format!("{path}.provider"),
+                format!(
+                    "{} {:?} has type {}, but a {} workflow needs type {} (or webhook)",
+                    kind_name(r.kind),
+                    r.name,
+                    p.type_.as_str(),
+                    workflow::action_name(w.action),
+                    wanted.as_str()
+                ),
+            ),
+            Some(p) => {
+                workflow_providers.insert(w.name.clone(), p);
+            }
         }
     }
 
@@ -490,6 +543,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<ConfigVersion, CompileErrors>
         },
         providers,
         objectives,
+        workflow_providers,
     };
     version_of(config, summaries).map_err(|message| {
         CompileErrors(vec![CompileError {
@@ -543,6 +597,7 @@ fn find_provider(
         vendor: spec.vendor,
         settings: spec.settings.clone(),
         pricing: spec.pricing.clone(),
+        rate_limits: spec.rate_limits.clone(),
     })
 }
 

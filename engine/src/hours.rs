@@ -28,7 +28,8 @@ pub struct HoursError {
     pub expected: &'static str,
 }
 
-fn minutes(s: &str) -> Option<u32> {
+/// Minutes since midnight of a 24-hour `HH:MM` (`24:00` allowed).
+pub(crate) fn minutes(s: &str) -> Option<u32> {
     let (h, m) = s.split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
     ((h < 24 && m < 60) || (h == 24 && m == 0)).then_some(h * 60 + m)

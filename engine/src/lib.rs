@@ -13,12 +13,14 @@
 //! pods and the CLI all run this same code.
 
 pub mod config;
+pub mod dialing;
 pub mod hours;
 pub mod machine;
 pub mod phrasebook;
 pub mod template;
 pub mod testcall;
 pub mod validate;
+pub mod workflow;
 
 pub use config::{
     CompileError, CompileErrorKind, CompileErrors, CompileInput, CompiledConfig, CompiledObjective,

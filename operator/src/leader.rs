@@ -401,7 +401,7 @@ async fn watch_lease(api: Api<Lease>, name: String, changed: std::sync::Arc<Noti
     while let Some(event) = stream.next().await {
         match event {
             Ok(_) => changed.notify_one(),
-            Err(err) => tracing::debug!(error = %err, "Lease watch error; retrying"),
+            Err(err) => tracing::warn!(error = %err, "Lease watch error; retrying"),
         }
     }
 }

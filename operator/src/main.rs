@@ -16,7 +16,7 @@ use clap::Parser;
 use dialtone_controllers::agent::build::{PoolSettings, VoiceSettings};
 use dialtone_controllers::tenant::build::NetworkSettings;
 use dialtone_controllers::{
-    Leadership, Metrics, Shared, agent, objective, provider, runtime, tenant,
+    Leadership, Metrics, Shared, agent, campaign, objective, provider, runtime, tenant,
 };
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -241,7 +241,25 @@ async fn run(args: Args) -> Result<(), RunError> {
 
     // Controllers start at once on every replica so the caches are warm;
     // reconcilers return early unless this replica leads.
-    let tenant_task = tokio::spawn(tenant::run(shared.clone(), net, tenants_synced.clone()));
+    // Lazy: the operator starts (and its other controllers run) while
+    // PostgreSQL is down; reconciles that need it fail and back off.
+    let db = args
+        .database_url
+        .as_deref()
+        .map(|url| {
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(args.database_connections.max(1))
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_lazy(url)
+        })
+        .transpose()
+        .map_err(RunError::Database)?;
+    let tenant_task = tokio::spawn(tenant::run(
+        shared.clone(),
+        net,
+        db.clone(),
+        tenants_synced.clone(),
+    ));
     let provider_task = tokio::spawn(provider::run(
         shared.clone(),
         providers_synced.clone(),
@@ -254,15 +272,13 @@ async fn run(args: Args) -> Result<(), RunError> {
         ("clusterproviders", cluster_synced),
         ("objectives", objectives_synced),
     ];
-    let agent_task = match &args.database_url {
-        Some(url) => {
-            // Lazy: the operator starts (and its other controllers run)
-            // while PostgreSQL is down; Agent reconciles fail and back off.
-            let db = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(args.database_connections.max(1))
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_lazy(url)
-                .map_err(RunError::Database)?;
+    let campaign_task = db.clone().map(|db| {
+        let campaigns_synced = Arc::new(AtomicBool::new(false));
+        synced.push(("campaigns", campaigns_synced.clone()));
+        tokio::spawn(campaign::run(shared.clone(), db, campaigns_synced))
+    });
+    let agent_task = match db {
+        Some(db) => {
             let agents_synced = Arc::new(AtomicBool::new(false));
             synced.push(("agents", agents_synced.clone()));
             let settings = agent::Settings {
@@ -306,6 +322,9 @@ async fn run(args: Args) -> Result<(), RunError> {
             let _ = provider_task.await;
             let _ = objective_task.await;
             if let Some(task) = agent_task {
+                let _ = task.await;
+            }
+            if let Some(task) = campaign_task {
                 let _ = task.await;
             }
         };

@@ -50,6 +50,7 @@ fn provider(name: &str, kind: ProviderKind, type_: ProviderType, vendor: Vendor)
         vendor,
         settings: ProviderSettings::default(),
         pricing: Pricing::default(),
+        rate_limits: None,
     }
 }
 

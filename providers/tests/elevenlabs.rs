@@ -126,6 +126,7 @@ fn config(base_url: &str) -> ProviderConfig {
             ..ProviderSettings::default()
         },
         pricing: Pricing::default(),
+        rate_limits: None,
     }
 }
 

@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::event::{CallEvent, EventBody, EventError, SCHEMA_VERSION};
+use crate::storable;
 
 /// An event as stored: the columns of `call_events`. Also the line format
 /// of the writer's spill file.
@@ -32,10 +33,17 @@ pub struct EventRow {
 }
 
 impl EventRow {
-    /// The row that stores `event`.
+    /// The row that stores `event`, with text PostgreSQL cannot hold
+    /// replaced (see [`storable`](crate::storable)).
     pub fn from_event(event: &CallEvent) -> Self {
+        Self::storable_from(event).0
+    }
+
+    /// [`from_event`](Self::from_event), and whether any text had to be
+    /// replaced (the row then no longer reads back as `event`).
+    pub fn storable_from(event: &CallEvent) -> (Self, bool) {
         let (event_type, payload) = event.body.to_parts();
-        Self {
+        let mut row = Self {
             call_id: event.call_id,
             seq: event.seq,
             tenant: event.tenant.clone(),
@@ -43,7 +51,16 @@ impl EventRow {
             schema_version: SCHEMA_VERSION,
             occurred_at: event.occurred_at,
             payload,
-        }
+        };
+        let replaced = row.make_storable();
+        (row, replaced)
+    }
+
+    /// Replaces text PostgreSQL cannot hold in the row's text columns and
+    /// payload; returns whether there was any. (`event_type` needs none:
+    /// only this build's type names are delivered.)
+    pub fn make_storable(&mut self) -> bool {
+        storable::make_storable(&mut self.tenant) | storable::make_value_storable(&mut self.payload)
     }
 
     /// The event the row stores.

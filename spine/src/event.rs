@@ -203,6 +203,12 @@ pub enum RuntimeEvent {
         /// example by the LLM classifier).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         original: Option<String>,
+        /// The caller's words exactly as received (`original`, else the
+        /// input's text or keys), as a JSON string literal, when they held
+        /// text PostgreSQL cannot store: `input` and `original` then carry
+        /// U+FFFD in its place (see [`crate::storable`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        altered_from: Option<String>,
     },
     /// [`Output::Speak`].
     AgentSpoke {
@@ -265,6 +271,51 @@ pub enum RuntimeEvent {
         /// Since `startedAt`.
         duration_millis: i64,
     },
+    /// A workflow job of the call was delivered. Written by the workers
+    /// after `callClosed`; informational, it never changes the conversation.
+    WorkflowSucceeded {
+        /// The workflow's name.
+        workflow: String,
+        /// Its action, e.g. `calendarBook`.
+        action: String,
+        /// The vendor that received it.
+        vendor: String,
+        /// Which attempt succeeded, from 1.
+        attempt: i32,
+        /// The vendor's id of what was made (booking, message, contact).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// An attempt failed and the job will be retried.
+    WorkflowFailed {
+        /// The workflow's name.
+        workflow: String,
+        /// Its action.
+        action: String,
+        /// The vendor.
+        vendor: String,
+        /// The failed attempt, from 1.
+        attempt: i32,
+        /// Why, as the vendor or the transport said.
+        error: String,
+        /// When the next attempt is due.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// The job will not be retried: it waits in the dead letters for
+    /// `dialtone workflows retry` or `discard`.
+    WorkflowDeadLettered {
+        /// The workflow's name.
+        workflow: String,
+        /// Its action.
+        action: String,
+        /// The vendor.
+        vendor: String,
+        /// Attempts made.
+        attempts: i32,
+        /// The last error.
+        error: String,
+    },
 }
 
 /// Every runtime event type name.
@@ -279,6 +330,9 @@ pub const RUNTIME_EVENT_TYPES: &[&str] = &[
     "speechStopped",
     "transferred",
     "turnMeasured",
+    "workflowDeadLettered",
+    "workflowFailed",
+    "workflowSucceeded",
 ];
 
 impl RuntimeEvent {
@@ -295,6 +349,9 @@ impl RuntimeEvent {
             RuntimeEvent::CostAccrued { .. } => "costAccrued",
             RuntimeEvent::TurnMeasured { .. } => "turnMeasured",
             RuntimeEvent::CallClosed { .. } => "callClosed",
+            RuntimeEvent::WorkflowSucceeded { .. } => "workflowSucceeded",
+            RuntimeEvent::WorkflowFailed { .. } => "workflowFailed",
+            RuntimeEvent::WorkflowDeadLettered { .. } => "workflowDeadLettered",
         }
     }
 }
@@ -413,7 +470,10 @@ impl EventBody {
                 | RuntimeEvent::InputReceived { .. }
                 | RuntimeEvent::CostAccrued { .. }
                 | RuntimeEvent::TurnMeasured { .. }
-                | RuntimeEvent::CallClosed { .. } => None,
+                | RuntimeEvent::CallClosed { .. }
+                | RuntimeEvent::WorkflowSucceeded { .. }
+                | RuntimeEvent::WorkflowFailed { .. }
+                | RuntimeEvent::WorkflowDeadLettered { .. } => None,
             },
         }
     }
@@ -518,24 +578,38 @@ mod tests {
                     is_final: true,
                 },
                 original: Some("yeah go on".into()),
+                altered_from: None,
+            },
+            RuntimeEvent::InputReceived {
+                input: Input::Utterance {
+                    text: "Bo\u{FFFD}b".into(),
+                    confidence: 1.0,
+                    is_final: true,
+                },
+                original: None,
+                altered_from: Some(r#""Bo\u0000b""#.into()),
             },
             RuntimeEvent::InputReceived {
                 input: Input::Dtmf {
                     digits: "0412#".into(),
                 },
                 original: None,
+                altered_from: None,
             },
             RuntimeEvent::InputReceived {
                 input: Input::SilenceTimeout,
                 original: None,
+                altered_from: None,
             },
             RuntimeEvent::InputReceived {
                 input: Input::BargeIn,
                 original: None,
+                altered_from: None,
             },
             RuntimeEvent::InputReceived {
                 input: Input::Hangup,
                 original: None,
+                altered_from: None,
             },
             RuntimeEvent::InputReceived {
                 input: Input::WorkflowResult {
@@ -544,10 +618,12 @@ mod tests {
                     detail: Some("timeout".into()),
                 },
                 original: None,
+                altered_from: None,
             },
             RuntimeEvent::InputReceived {
                 input: Input::Now(at(7)),
                 original: None,
+                altered_from: None,
             },
             RuntimeEvent::AgentSpoke {
                 phrase_id: "confirm".into(),
@@ -588,6 +664,28 @@ mod tests {
                 reason: CloseReason::Hangup,
                 ended_at: at(59),
                 duration_millis: 59_000,
+            },
+            RuntimeEvent::WorkflowSucceeded {
+                workflow: "book".into(),
+                action: "calendarBook".into(),
+                vendor: "calcom".into(),
+                attempt: 2,
+                reference: Some("bk_123".into()),
+            },
+            RuntimeEvent::WorkflowFailed {
+                workflow: "sms".into(),
+                action: "smsSend".into(),
+                vendor: "twilio".into(),
+                attempt: 1,
+                error: "503 Service Unavailable".into(),
+                retry_at: Some(at(45)),
+            },
+            RuntimeEvent::WorkflowDeadLettered {
+                workflow: "crm".into(),
+                action: "crmUpsert".into(),
+                vendor: "hubspot".into(),
+                attempts: 1,
+                error: "401 bad credentials".into(),
             },
         ]
     }
@@ -698,6 +796,7 @@ mod tests {
         let now = RuntimeEvent::InputReceived {
             input: Input::Now(at(7)),
             original: None,
+            altered_from: None,
         };
         let (_, p) = EventBody::Runtime(now).to_parts();
         assert_eq!(

@@ -5,13 +5,19 @@
 //!   the live `calls` projection and a local spill file for outages.
 //! * [`projection`]: the `calls` projection as a pure fold, and its rebuild
 //!   from `call_events` alone.
+//! * [`outbox`]: the workflow jobs a batch triggers, inserted with it.
 //! * [`db`]: the row form of events and shared database helpers.
+//! * [`storable`]: text PostgreSQL can store (no NUL).
 //! * [`versions`], [`routes`]: config versions and phone routing.
+//! * [`campaigns`]: campaign plans, leads and dial attempts.
 
+pub mod campaigns;
 pub mod db;
 pub mod event;
+pub mod outbox;
 pub mod projection;
 mod spill;
+pub mod storable;
 pub mod writer;
 
 pub mod routes;

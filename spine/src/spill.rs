@@ -8,9 +8,9 @@
 //! between delivering and truncating only re-delivers.
 //!
 //! `<spill>.rejected` holds what the database refused for good (a trigger,
-//! a constraint) or lines that do not parse: one JSON object per line with
-//! the `error` and the `row` (or the raw `line`). Nothing is dropped
-//! silently.
+//! a constraint), the later events of a call with a refused event, or
+//! lines that do not parse: one JSON object per line with the `error` and
+//! the `row` (or the raw `line`). Nothing is dropped silently.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -152,7 +152,9 @@ impl Spill {
             let line = buf.trim_end();
             let parsed = serde_json::from_str::<EventRow>(line)
                 .map_err(|e| e.to_string())
-                .and_then(|row| {
+                .and_then(|mut row| {
+                    // Lines of an older build may hold a NUL.
+                    row.make_storable();
                     row.clone()
                         .into_event()
                         .map(|event| (event, row))

@@ -11,6 +11,7 @@ pub mod drain;
 pub mod media;
 pub mod media_call;
 pub mod metrics;
+pub mod outbound;
 pub mod pod;
 pub mod server;
 pub mod session;

@@ -15,7 +15,7 @@ use dialtone_engine::{Engine, Input, Output};
 use dialtone_providers::ProviderError;
 use dialtone_providers::cost::Usage;
 use dialtone_providers::stt::{SttConfig, SttEvent, SttInput, SttSession};
-use dialtone_spine::event::{Channel, CloseReason};
+use dialtone_spine::event::{Channel, CloseReason, Direction};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -35,6 +35,8 @@ pub const PARAM_CALLER: &str = "caller";
 pub const PARAM_CALLEE: &str = "callee";
 /// `<Parameter>` carrying the webhook's CallSid.
 pub const PARAM_CALL_SID: &str = "callSid";
+/// `<Parameter>` carrying the campaign attempt of an outbound call.
+pub const PARAM_ATTEMPT: &str = "attempt";
 /// `<Parameter>` carrying the stream token.
 pub const PARAM_TOKEN: &str = "token";
 
@@ -503,6 +505,7 @@ fn authorize(pod: &Pod, start: &Start) -> Option<String> {
         config_version: get(PARAM_VERSION),
         caller: get(PARAM_CALLER),
         callee: get(PARAM_CALLEE),
+        attempt: get(PARAM_ATTEMPT),
     };
     match pod.settings.stream_secret.verify(
         get(PARAM_TOKEN),
@@ -575,15 +578,29 @@ pub async fn run(pod: Arc<Pod>, mut socket: WebSocket, _guard: CallGuard) {
         }
     };
     let get = |k: &str| start.custom_parameters.get(k).cloned();
+    // The token covers the attempt, so a stream names one only when the
+    // outbound webhook put it there.
+    let attempt: Option<Uuid> = get(PARAM_ATTEMPT).and_then(|a| a.parse().ok());
     let meta = CallMeta {
         call_id: Uuid::new_v4(),
         channel: Channel::Twilio,
+        direction: if attempt.is_some() {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        },
         caller: get(PARAM_CALLER).filter(|c| !c.is_empty()),
         callee: get(PARAM_CALLEE).filter(|c| !c.is_empty()),
         external_id: Some(start.call_sid.clone()),
     };
     let (mut session, opening) =
         CallSession::open(&engine, &pinned, meta, pod.call_context()).await;
+    if let Some(attempt) = attempt
+        && let Err(err) =
+            dialtone_spine::campaigns::link_call(pod.store.pool(), attempt, session.call_id()).await
+    {
+        tracing::warn!(%attempt, error = %err, "cannot tie the campaign attempt to its call");
+    }
     tracing::info!(call_id = %session.call_id(), call_sid = %start.call_sid, version = %pinned.hash, "media stream call started");
     let mut line = Line {
         socket,

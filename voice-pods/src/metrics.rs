@@ -11,6 +11,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+/// Labels of `dialtone_voice_outbound_calls_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutboundLabels {
+    /// The tenant.
+    pub tenant: String,
+    /// Twilio's final status: completed, busy, no-answer, failed, canceled.
+    pub status: String,
+}
+
 /// Labels of `dialtone_voice_calls_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -59,6 +68,7 @@ pub struct RejectionLabels {
 /// Every metric of the voice pod.
 #[derive(Clone)]
 pub struct Metrics {
+    outbound_calls: Family<OutboundLabels, Counter>,
     active_calls: Family<TenantLabels, Gauge>,
     /// The sum of `active_calls` (a family cannot be summed), for the drain.
     active_total: Gauge,
@@ -68,6 +78,7 @@ pub struct Metrics {
     objectives: Family<ObjectiveLabels, Counter>,
     events_buffered: Gauge,
     events_spilled: Gauge,
+    workflow_jobs: Counter,
     cost: Family<CostLabels, Counter<f64, AtomicU64>>,
     rejections: Family<RejectionLabels, Counter>,
 }
@@ -77,6 +88,7 @@ impl Metrics {
     /// with `dialtone_voice`).
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
+            outbound_calls: Family::default(),
             active_calls: Family::default(),
             active_total: Gauge::default(),
             calls: Family::default(),
@@ -92,6 +104,7 @@ impl Metrics {
             objectives: Family::default(),
             events_buffered: Gauge::default(),
             events_spilled: Gauge::default(),
+            workflow_jobs: Counter::default(),
             cost: Family::default(),
             rejections: Family::default(),
         };
@@ -128,13 +141,33 @@ impl Metrics {
             "Call events in the local spill file, not yet in PostgreSQL",
             m.events_spilled.clone(),
         );
+        registry.register(
+            "workflow_jobs_created",
+            "Workflow jobs the event writer enqueued with their trigger events",
+            m.workflow_jobs.clone(),
+        );
         registry.register("cost_usd", "Accrued provider cost in USD", m.cost.clone());
         registry.register(
             "signature_rejections",
             "Requests refused for a missing or wrong Twilio signature or stream token",
             m.rejections.clone(),
         );
+        registry.register(
+            "outbound_calls",
+            "Campaign calls finished, by tenant and Twilio's final status",
+            m.outbound_calls.clone(),
+        );
         m
+    }
+
+    /// A campaign call of `tenant` finished with Twilio's `status`.
+    pub fn outbound_call(&self, tenant: &str, status: &str) {
+        self.outbound_calls
+            .get_or_create(&OutboundLabels {
+                tenant: tenant.to_owned(),
+                status: status.to_owned(),
+            })
+            .inc();
     }
 
     /// A call of `tenant` started.
@@ -220,6 +253,13 @@ impl Metrics {
             .unwrap_or(0)
     }
 
+    /// The event writer's count of enqueued workflow jobs (a counter kept
+    /// by the writer; this catches the metric up to it).
+    pub fn workflow_jobs(&self, created: u64) {
+        self.workflow_jobs
+            .inc_by(created.saturating_sub(self.workflow_jobs.get()));
+    }
+
     /// The event writer's backlog, as last observed.
     pub fn events(&self, buffered: u64, spilled: u64) {
         self.events_buffered
@@ -254,6 +294,8 @@ mod tests {
         );
         m.rejected("invalid");
         m.events(3, 1);
+        m.workflow_jobs(4);
+        m.workflow_jobs(6);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for line in [
@@ -266,6 +308,7 @@ mod tests {
             r#"dialtone_voice_signature_rejections_total{reason="invalid"} 1"#,
             "dialtone_voice_events_buffered 3",
             "dialtone_voice_events_spilled 1",
+            "dialtone_voice_workflow_jobs_created_total 6",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

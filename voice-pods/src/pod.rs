@@ -14,8 +14,8 @@ use crate::store::Store;
 use crate::token::StreamSecret;
 use crate::vendors::VendorCache;
 
-/// Settings of a pod, from its flags.
-#[derive(Clone, Debug)]
+/// Settings of a pod, from its flags. `Debug` leaves the secrets out.
+#[derive(Clone)]
 pub struct Settings {
     /// The base URL Twilio reaches this pod at, e.g.
     /// `https://voice.example.com`; webhook signatures are computed over it.
@@ -30,6 +30,29 @@ pub struct Settings {
     /// numbers that route nowhere (no Agent, so no Provider to take a token
     /// from).
     pub default_twilio_token: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a new field has to be considered here.
+        let Settings {
+            public_url,
+            credentials_dir,
+            stream_secret,
+            drain,
+            default_twilio_token,
+        } = self;
+        f.debug_struct("Settings")
+            .field("public_url", public_url)
+            .field("credentials_dir", credentials_dir)
+            .field("stream_secret", stream_secret)
+            .field("drain", drain)
+            .field(
+                "default_twilio_token",
+                &default_twilio_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// Everything shared by the pod's handlers and calls.
@@ -57,5 +80,29 @@ impl Pod {
             events: self.events.clone(),
             metrics: self.metrics.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_leaves_the_secrets_out() {
+        let settings = Settings {
+            public_url: "https://voice.example.com".to_owned(),
+            credentials_dir: PathBuf::from("/var/run/dialtone/credentials"),
+            stream_secret: StreamSecret::new(b"stream-secret-0123456789").expect("strong"),
+            drain: Duration::from_secs(30),
+            default_twilio_token: Some("platform-token-0123456789".to_owned()),
+        };
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("platform-token"), "{printed}");
+        assert!(!printed.contains("stream-secret"), "{printed}");
+        assert!(
+            printed.contains("default_twilio_token: Some(\"<redacted>\")"),
+            "{printed}"
+        );
+        assert!(printed.contains("https://voice.example.com"), "{printed}");
     }
 }

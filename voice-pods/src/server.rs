@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use dialtone_spine::event::Channel;
+use dialtone_spine::event::{Channel, Direction};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -22,6 +22,8 @@ use crate::{media_call, text_call, webhook};
 pub fn router(pod: Arc<Pod>) -> Router {
     Router::new()
         .route("/twilio/voice", post(webhook::voice))
+        .route("/twilio/outbound", post(crate::outbound::answered))
+        .route("/twilio/status", post(crate::outbound::status))
         .route("/twilio/media", get(media_socket))
         .route("/v1/calls", get(text_socket))
         .route("/metrics", get(metrics))
@@ -40,6 +42,8 @@ async fn metrics(State(pod): State<Arc<Pod>>) -> Response {
         stats.buffered.load(Ordering::Relaxed),
         stats.spill_pending.load(Ordering::Relaxed),
     );
+    pod.metrics
+        .workflow_jobs(stats.jobs.load(Ordering::Relaxed));
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &pod.registry) {
         Ok(()) => (
@@ -121,6 +125,7 @@ async fn text_socket(
     let meta = CallMeta {
         call_id: Uuid::new_v4(),
         channel: Channel::Text,
+        direction: Direction::Inbound,
         caller: query.from.as_deref().map(e164),
         callee: Some(to),
         external_id: None,

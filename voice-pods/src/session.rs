@@ -21,6 +21,7 @@ use dialtone_spine::event::{
 };
 use uuid::Uuid;
 
+use dialtone_spine::storable;
 use dialtone_spine::writer::{EventSink, SendError};
 
 use crate::metrics::{CostLabels, Metrics};
@@ -38,6 +39,8 @@ pub struct CallMeta {
     pub call_id: Uuid,
     /// The ingress.
     pub channel: Channel,
+    /// Who placed the call: the caller (inbound) or a campaign (outbound).
+    pub direction: Direction,
     /// The caller's number, when known.
     pub caller: Option<String>,
     /// The called number.
@@ -103,9 +106,10 @@ impl<'c> CallSession<'c> {
     pub async fn open(
         engine: &'c Engine<'c>,
         pinned: &'c Pinned,
-        meta: CallMeta,
+        mut meta: CallMeta,
         ctx: CallContext,
     ) -> (Self, Vec<Output>) {
+        make_meta_storable(&mut meta);
         let config: &CompiledConfig = &pinned.config;
         let started_at = Utc::now();
         let started = Instant::now();
@@ -144,7 +148,7 @@ impl<'c> CallSession<'c> {
             agent: config.agent.name.clone(),
             config_version: pinned.hash.clone(),
             core_version: config.core_version.clone(),
-            direction: Direction::Inbound,
+            direction: meta.direction,
             caller: meta.caller,
             callee: meta.callee,
             channel: meta.channel,
@@ -292,9 +296,17 @@ impl<'c> CallSession<'c> {
     }
 
     fn feed(&mut self, input: Input, original: Option<String>) -> Vec<Output> {
+        let (input, original, altered_from) = storable_input(input, original);
+        if altered_from.is_some() {
+            tracing::warn!(call_id = %self.call_id, "caller text with characters PostgreSQL cannot store; U+FFFD fed in their place");
+        }
         let (state, outputs) = self.engine.step(self.state.clone(), &input);
         self.state = state;
-        self.record(RuntimeEvent::InputReceived { input, original });
+        self.record(RuntimeEvent::InputReceived {
+            input,
+            original,
+            altered_from,
+        });
         self.outputs(&outputs);
         if !outputs.iter().any(|o| matches!(o, Output::Speak { .. })) {
             // Nothing will be said in reply, so there is no turn to time.
@@ -412,5 +424,106 @@ impl<'c> CallSession<'c> {
             .iter()
             .map(|(k, v)| (k.clone(), v.display()))
             .collect()
+    }
+}
+
+/// Replaces text PostgreSQL cannot store in the numbers and the CallSid.
+/// They come from Twilio or, on the text socket, from the caller; a NUL in
+/// a number means nothing, so it is only replaced (and logged).
+fn make_meta_storable(meta: &mut CallMeta) {
+    let fields = [
+        ("caller", &mut meta.caller),
+        ("callee", &mut meta.callee),
+        ("externalId", &mut meta.external_id),
+    ];
+    for (name, value) in fields {
+        if value.as_mut().is_some_and(storable::make_storable) {
+            tracing::warn!(call_id = %meta.call_id, field = name, "call identifier with characters PostgreSQL cannot store; replaced with U+FFFD");
+        }
+    }
+}
+
+/// Caller text made storable before the engine sees it, so the engine,
+/// the stored events and replay all see the same text (replacing it later,
+/// in the spine, would record inputs the engine never saw). Returns the
+/// input, `original`, and the caller's exact words as an escaped literal
+/// when they had to be changed (`alteredFrom` of `inputReceived`).
+fn storable_input(
+    mut input: Input,
+    mut original: Option<String>,
+) -> (Input, Option<String>, Option<String>) {
+    let words = match (&original, &input) {
+        (Some(words), _) => Some(words),
+        (None, Input::Utterance { text, .. }) => Some(text),
+        (None, Input::Dtmf { digits }) => Some(digits),
+        (None, _) => None,
+    };
+    let altered_from = words
+        .filter(|w| !w.chars().all(storable::is_storable))
+        .map(|w| storable::escaped(w));
+    if let Some(words) = original.as_mut() {
+        storable::make_storable(words);
+    }
+    match &mut input {
+        Input::Utterance { text, .. } => {
+            storable::make_storable(text);
+        }
+        Input::Dtmf { digits } => {
+            storable::make_storable(digits);
+        }
+        Input::WorkflowResult {
+            workflow, detail, ..
+        } => {
+            storable::make_storable(workflow);
+            if let Some(detail) = detail {
+                storable::make_storable(detail);
+            }
+        }
+        Input::SilenceTimeout | Input::BargeIn | Input::Hangup | Input::Now(_) => {}
+    }
+    (input, original, altered_from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_text_is_made_storable_and_its_exact_words_kept() {
+        let typed = Input::Utterance {
+            text: "Bo\0b".to_owned(),
+            confidence: 1.0,
+            is_final: true,
+        };
+        let (input, original, altered_from) = storable_input(typed, None);
+        assert_eq!(
+            input,
+            Input::Utterance {
+                text: "Bo\u{FFFD}b".to_owned(),
+                confidence: 1.0,
+                is_final: true,
+            }
+        );
+        assert_eq!(original, None);
+        let exact: String =
+            serde_json::from_str(altered_from.as_deref().expect("altered")).expect("a literal");
+        assert_eq!(exact, "Bo\0b");
+
+        // Classified: the caller's words are `original`.
+        let mapped = Input::Utterance {
+            text: "filling".to_owned(),
+            confidence: 0.9,
+            is_final: true,
+        };
+        let (input, original, altered_from) =
+            storable_input(mapped.clone(), Some("a fill\0ing".to_owned()));
+        assert_eq!(input, mapped);
+        assert_eq!(original.as_deref(), Some("a fill\u{FFFD}ing"));
+        assert_eq!(altered_from.as_deref(), Some(r#""a fill\u0000ing""#));
+
+        let keys = Input::Dtmf {
+            digits: "12#".to_owned(),
+        };
+        assert_eq!(storable_input(keys.clone(), None), (keys, None, None));
     }
 }

@@ -34,6 +34,8 @@ pub struct StreamClaims<'a> {
     pub caller: &'a str,
     /// The called number (`To`).
     pub callee: &'a str,
+    /// The campaign attempt of an outbound call; empty for an inbound one.
+    pub attempt: &'a str,
 }
 
 /// Why a token was refused.
@@ -89,6 +91,7 @@ impl StreamSecret {
             claims.config_version,
             claims.caller,
             claims.callee,
+            claims.attempt,
         ] {
             mac.update(&(field.len() as u64).to_be_bytes());
             mac.update(field.as_bytes());
@@ -138,6 +141,7 @@ mod tests {
             config_version: "sha256:abc",
             caller: "+61400000000",
             callee: "+61290001234",
+            attempt: "",
         }
     }
 
@@ -161,6 +165,15 @@ mod tests {
         };
         assert_eq!(
             secret.verify(&token, &shifted, 1_030),
+            Err(TokenError::Mismatch)
+        );
+        // An inbound call's token cannot be passed off as a campaign's.
+        let outbound = StreamClaims {
+            attempt: "5f0c6c1e-8c1a-4c55-9b8e-0b4f7d1c2a3b",
+            ..claims()
+        };
+        assert_eq!(
+            secret.verify(&token, &outbound, 1_030),
             Err(TokenError::Mismatch)
         );
     }

@@ -52,6 +52,19 @@ pub fn say_and_hang_up() -> String {
     )
 }
 
+/// `text` said, then a hang-up (a voicemail left by a campaign call).
+pub fn say_then_hang_up(text: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Say>{}</Say><Hangup/></Response>",
+        escape(text)
+    )
+}
+
+/// An immediate hang-up.
+pub fn hang_up() -> String {
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>".to_owned()
+}
+
 /// The media WebSocket URL for a public base URL: `https` becomes `wss`,
 /// `http` becomes `ws` (local development), and the path is appended to
 /// whatever path prefix the base has.

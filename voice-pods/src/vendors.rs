@@ -16,6 +16,7 @@ use dialtone_providers::stt::SpeechToText;
 use dialtone_providers::tts::TextToSpeech;
 use dialtone_providers::{Credentials, ProviderError, build};
 use dialtone_spine::event::{CostComponent, CostUnit};
+use dialtone_spine::storable;
 
 use crate::session::{CallSession, Pinned};
 
@@ -108,11 +109,14 @@ impl CallVendors {
         confidence: f32,
     ) -> Vec<Output> {
         let mut mapped = None;
+        // The parsers and the classifier read what the engine will be fed
+        // (`CallSession::input` makes the text storable).
+        let heard = storable::storable(&text);
         if let (Some(classifier), Some(options)) =
-            (&self.classifier, session.needs_classifier(&text))
+            (&self.classifier, session.needs_classifier(&heard))
         {
             let options = options.to_vec();
-            match classifier.api.classify(&text, &options).await {
+            match classifier.api.classify(&heard, &options).await {
                 Ok(c) => {
                     accrue(
                         session,

@@ -50,7 +50,8 @@ pub fn telephony_token(config: &CompiledConfig, credentials_dir: &Path) -> Optio
     }
 }
 
-fn xml(body: String) -> Response {
+/// A TwiML answer.
+pub(crate) fn xml(body: String) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
@@ -69,7 +70,8 @@ fn reject(pod: &Pod, reason: &'static str, to: Option<&str>) -> Response {
     StatusCode::FORBIDDEN.into_response()
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// The value of form field `name`.
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -140,6 +142,7 @@ pub async fn voice(
         config_version: &route.active_version,
         caller,
         callee: to,
+        attempt: "",
     };
     let stream_token = pod
         .settings

@@ -246,3 +246,49 @@ async fn the_classifier_maps_only_what_the_parsers_cannot_read() {
     seeded.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_from_the_caller_leaves_no_hole_in_the_call() {
+    let Some(url) = testkit::database_or_skip("nul") else {
+        return;
+    };
+    let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
+    let number = random_number();
+    let agent = format!("voice-nul-{}", random_suffix());
+    let seeded = seed_dental(pod.pool(), &agent, &number, "Mia")
+        .await
+        .unwrap();
+    // `%00` in the query: the caller's number holds a NUL too.
+    let mut socket = connect(&pod.call_url(&number, "+61400000%0007")).await;
+    let mut t = Transcript::default();
+    until_listen(&mut socket, &mut t).await.unwrap();
+    send(
+        &mut socket,
+        serde_json::json!({"type": "utterance", "text": "filling"}),
+    )
+    .await;
+    let listen = until_listen(&mut socket, &mut t).await.unwrap();
+    assert_eq!(listen["expect"], "name", "{t:?}");
+    send(
+        &mut socket,
+        serde_json::json!({"type": "utterance", "text": "Jane\u{0} Citizen"}),
+    )
+    .await;
+    until_listen(&mut socket, &mut t).await.unwrap();
+    send(&mut socket, serde_json::json!({"type": "hangup"})).await;
+
+    let events = closed_events(pod.pool(), t.call_id.parse().unwrap()).await;
+    assert_well_formed(&events);
+    assert_eq!(events[0].2["caller"], "+61400000\u{FFFD}07");
+    let named = events
+        .iter()
+        .find(|e| e.1 == "inputReceived" && e.2["input"]["text"] == "Jane\u{FFFD} Citizen")
+        .unwrap_or_else(|| panic!("the name as fed to the engine: {events:?}"));
+    // The exact words are kept, escaped.
+    let exact: String = serde_json::from_str(named.2["alteredFrom"].as_str().unwrap()).unwrap();
+    assert_eq!(exact, "Jane\u{0} Citizen");
+    let stats = pod.pod.events.stats();
+    assert_eq!(stats.rejected.load(std::sync::atomic::Ordering::Relaxed), 0);
+    seeded.unroute(pod.pool()).await.unwrap();
+    pod.stop().await.unwrap();
+}

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -45,22 +44,6 @@ async fn post(pod: &TestPod, body: String, signature: Option<&str>) -> (u16, Str
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
-}
-
-/// `name → value` of the TwiML's `<Parameter>`s.
-fn parameters(twiml: &str) -> BTreeMap<String, String> {
-    twiml
-        .split("<Parameter ")
-        .skip(1)
-        .map(|p| {
-            let attr = |name: &str| {
-                let start = p.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-                let len = p[start..].find('"').unwrap();
-                p[start..start + len].to_owned()
-            };
-            (attr("name"), attr("value"))
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

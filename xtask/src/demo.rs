@@ -14,6 +14,8 @@ use std::process::Command;
 
 use crate::cmd;
 use crate::demo_calls;
+use crate::demo_campaigns;
+use crate::demo_workflows;
 use crate::paths;
 use crate::steps::{self, Step};
 use crate::test::{cargo, install_crds};
@@ -93,6 +95,7 @@ pub fn run(keep: bool) -> Result<()> {
     let env = || Env::load();
     let routes = RefCell::new(Vec::new());
     let voice_port = RefCell::new(0u16);
+    let vendor_port = RefCell::new(0u16);
     let replayed = RefCell::new(String::new());
     let since = demo_calls::now_unix();
     let steps = vec![
@@ -128,29 +131,55 @@ pub fn run(keep: bool) -> Result<()> {
             apply(&env()?, &files)
         }),
         Step::new(
+            "build the voice pod, the workers, the CLI and the demo's vendor server",
+            || {
+                cmd::run(cargo().current_dir(&root).args([
+                    "build",
+                    "-p",
+                    demo_calls::VOICE,
+                    "-p",
+                    "dialtone-cli",
+                    "-p",
+                    demo_workflows::WORKERS,
+                    "--bins",
+                    "--example",
+                    "demo_vendors",
+                ]))
+            },
+        ),
+        Step::new(
+            "start the local vendor server (Cal.com, Twilio, the plumber's job board)",
+            || {
+                *vendor_port.borrow_mut() =
+                    demo_workflows::start_vendor_server(&env()?, &target_dir(&root)?)?;
+                Ok(())
+            },
+        ),
+        Step::new("point the workflow Providers at it", || {
+            demo_workflows::point_providers(&env()?, *vendor_port.borrow())
+        }),
+        Step::new(
             "wait for Providers, Objectives and Agents to be Ready",
             || wait_ready(&env()?, &["providers", "objectives", "agents"]),
         ),
         Step::new("kubectl get dialtone -A", || {
             cmd::run(env()?.kubectl()?.args(["get", "dialtone", "-A"]))
         }),
+        Step::new("routes serve the version with the local vendors", || {
+            demo_workflows::wait_for_versions(&env()?, *vendor_port.borrow())
+        }),
         Step::new("phone routes in PostgreSQL", || {
             *routes.borrow_mut() = demo_calls::routes(&env()?, &example_agents(&root)?)?;
             Ok(())
         }),
-        Step::new("build the voice pod and the CLI", || {
-            cmd::run(cargo().current_dir(&root).args([
-                "build",
-                "-p",
-                demo_calls::VOICE,
-                "-p",
-                "dialtone-cli",
-            ]))
-        }),
         Step::new("start a voice pod", || {
             *voice_port.borrow_mut() = demo_calls::start_voice_pod(&env()?, &target_dir(&root)?)?;
-            Ok(())
+            demo_campaigns::write_voice_credentials(&env()?)
         }),
+        Step::new(
+            "start the workers (workflows and the campaign dialer)",
+            || demo_workflows::start_workers(&env()?, &target_dir(&root)?, *voice_port.borrow()),
+        ),
         Step::new("simulated calls to every routed number", || {
             demo_calls::place_calls(&target_dir(&root)?, *voice_port.borrow(), &routes.borrow())
         }),
@@ -162,6 +191,29 @@ pub fn run(keep: bool) -> Result<()> {
         Step::new("dialtone replay of one call", || {
             demo_calls::replay(&env()?, &target_dir(&root)?, &replayed.borrow())
         }),
+        Step::new("what the calls delivered: bookings, SMS, webhooks", || {
+            demo_workflows::show_deliveries(&env()?, since)
+        }),
+        Step::new("dialtone workflows list --tenant=harbour-dental", || {
+            demo_workflows::list(&env()?, &target_dir(&root)?)
+        }),
+        Step::new("the reminders Agent's route uses the local Twilio", || {
+            demo_campaigns::wait_for_route(&env()?, *vendor_port.borrow())
+        }),
+        Step::new(
+            "a reminder Campaign: five patients, one suppressed, one at 2 am, one voicemail",
+            || demo_campaigns::apply(&env()?),
+        ),
+        Step::new("the dialer works through it", || {
+            demo_campaigns::wait_for_outcome(&env()?)
+        }),
+        Step::new("kubectl get campaigns -A", || {
+            cmd::run(env()?.kubectl()?.args(["get", "campaigns", "-A"]))
+        }),
+        Step::new(
+            "each dial: caller id, answering-machine detection, the call",
+            || demo_campaigns::show_attempts(&env()?),
+        ),
     ];
     let result = steps::run_all("cargo xtask demo", steps);
     if keep && result.is_ok() {
@@ -172,7 +224,12 @@ pub fn run(keep: bool) -> Result<()> {
             log.display()
         );
     } else {
-        for process in [demo_calls::VOICE, OPERATOR] {
+        for process in [
+            demo_workflows::WORKERS,
+            demo_workflows::VENDORS,
+            demo_calls::VOICE,
+            OPERATOR,
+        ] {
             if let Err(err) = testenv::stop_process(process) {
                 eprintln!("warning: stopping {process}: {err:#}");
             }
@@ -297,7 +354,14 @@ fn example_files(root: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBu
 
 fn apply(env: &Env, files: &[PathBuf]) -> Result<()> {
     let mut kubectl = env.kubectl()?;
-    kubectl.args(["apply", "--server-side", "--field-manager=dialtone-demo"]);
+    // A second demo on the same environment finds the vendor URLs the last
+    // one patched in; the examples win, and are patched again later.
+    kubectl.args([
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=dialtone-demo",
+    ]);
     for file in files {
         kubectl.arg("-f").arg(file);
     }

@@ -18,7 +18,7 @@ pub const VOICE: &str = "dialtone-voice";
 /// examples' tenants.
 pub type Route = (String, String, String, String);
 
-fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -26,7 +26,7 @@ fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
         .block_on(future)
 }
 
-fn database_url(env: &Env) -> Result<String> {
+pub fn database_url(env: &Env) -> Result<String> {
     env.vars()
         .iter()
         .find(|(name, _)| *name == "DATABASE_URL")
@@ -139,7 +139,7 @@ pub fn start_voice_pod(env: &Env, target: &Path) -> Result<u16> {
 }
 
 /// Whether `/readyz` answers 200.
-fn ready(port: u16) -> bool {
+pub fn ready(port: u16) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;

@@ -6,11 +6,15 @@
 //! - `bench`: the benchmarks, in release builds, printing their figures.
 //! - `demo`: brings the environment up, runs the operator and applies
 //!   `examples/`.
+//! - `vendor-schemas`: regenerates `xtask/schemas/` (kubeconform schemas
+//!   of the Prometheus Operator's kinds).
 
 mod bench;
 mod cmd;
 mod demo;
 mod demo_calls;
+mod demo_campaigns;
+mod demo_workflows;
 mod paths;
 mod schemas;
 mod steps;
@@ -43,6 +47,9 @@ enum Command {
         /// Skip steps whose name contains this text (repeatable; refused under CI=true).
         #[arg(long, value_name = "STEP")]
         skip: Vec<String>,
+        /// Run only steps whose name contains this text (repeatable; refused under CI=true).
+        #[arg(long, value_name = "STEP")]
+        only: Vec<String>,
     },
     /// Run the benchmarks (release builds) and print their figures.
     Bench,
@@ -52,6 +59,8 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Regenerate the vendored JSON schemas in xtask/schemas/ from the Prometheus Operator CRDs.
+    VendorSchemas,
 }
 
 #[derive(Subcommand)]
@@ -64,7 +73,7 @@ enum TestenvAction {
     Env,
     /// Print each component and whether it is running.
     Status,
-    /// Build every cached tool, including those only `test` needs (helm, kubeconform, promtool).
+    /// Build every cached tool, including those only `test` needs (helm, kubeconform, promtool, argocd-lua-health) and controller-gen.
     Tools,
 }
 
@@ -78,9 +87,10 @@ fn main() -> ExitCode {
             TestenvAction::Status => testenv::status(),
             TestenvAction::Tools => testenv::build_all(),
         },
-        Command::Test { down, skip } => test::run(down, &skip),
+        Command::Test { down, skip, only } => test::run(down, &skip, &only),
         Command::Bench => bench::run(),
         Command::Demo { keep } => demo::run(keep),
+        Command::VendorSchemas => paths::repo_root().and_then(|root| schemas::vendor(&root)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

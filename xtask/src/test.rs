@@ -26,9 +26,9 @@ const ALL_ENABLED: [&str; 4] = [
     "dashboards.enabled=true",
     "database.existingSecret=dialtone-database",
 ];
-/// Kinds without a schema in the test apiserver (their CRDs belong to the
-/// Prometheus operator); kubeconform skips only these.
-const SKIPPED_KINDS: &str = "ServiceMonitor,PrometheusRule";
+/// Where the Argo CD health scripts (`health.lua` beside a `health_test.yaml`)
+/// live; every one found is run.
+const HEALTH_SCRIPT_ROOTS: [&str; 2] = ["charts", "docs"];
 
 pub fn is_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
@@ -39,9 +39,11 @@ pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
 }
 
-pub fn run(down_after: bool, skip: &[String]) -> Result<()> {
-    if is_ci() && !skip.is_empty() {
-        bail!("--skip is not allowed under CI=true: CI runs every step");
+/// Runs every step, less those `skip` names; when `only` is not empty, just
+/// the steps it names (a step that needs the environment then needs it up).
+pub fn run(down_after: bool, skip: &[String], only: &[String]) -> Result<()> {
+    if is_ci() && !(skip.is_empty() && only.is_empty()) {
+        bail!("--skip and --only are not allowed under CI=true: CI runs every step");
     }
     let root = paths::repo_root()?;
     let chart = root.join("charts").join("dialtone");
@@ -127,7 +129,7 @@ pub fn run(down_after: bool, skip: &[String]) -> Result<()> {
         Step::new("kubeconform", || {
             let env = up_env()?;
             let rendered = render_chart(&env, &chart, &ALL_ENABLED)?;
-            kubeconform(&env, &rendered)
+            kubeconform(&env, &root, &rendered)
         }),
         Step::new("chart server-side dry run", || {
             let env = up_env()?;
@@ -137,6 +139,7 @@ pub fn run(down_after: bool, skip: &[String]) -> Result<()> {
             dry_run(&env, &rendered)
         }),
         Step::new("promtool test rules", || promtool(&chart)),
+        Step::new("argocd health scripts", || argocd_health(&root)),
         Step::new("end-to-end tests", || {
             let env = up_env()?;
             // A demo operator left running (`demo --keep`) would reconcile the
@@ -156,9 +159,11 @@ pub fn run(down_after: bool, skip: &[String]) -> Result<()> {
     let steps = steps
         .into_iter()
         .filter(|step| {
-            let skipped = skip.iter().any(|s| step.name.contains(s.as_str()));
+            let named = |names: &[String]| names.iter().any(|s| step.name.contains(s.as_str()));
+            let skipped = named(skip) || !(only.is_empty() || named(only));
             if skipped {
-                println!("skipping `{}` (--skip)", step.name);
+                let flag = if named(skip) { "--skip" } else { "--only" };
+                println!("skipping `{}` ({flag})", step.name);
             }
             !skipped
         })
@@ -199,17 +204,19 @@ fn render_chart(env: &Env, chart: &Path, values: &[&str]) -> Result<PathBuf> {
 /// Validates the rendered chart with kubeconform against JSON schemas
 /// generated from the test apiserver's OpenAPI document (the public schema
 /// registry is not reachable from CI, and this way the schemas match the
-/// Kubernetes version we test against).
-fn kubeconform(env: &Env, rendered: &Path) -> Result<()> {
+/// Kubernetes version we test against), then the vendored ones in
+/// `xtask/schemas/` for the Prometheus Operator's kinds. No kind is skipped:
+/// an object without a schema fails the step.
+fn kubeconform(env: &Env, root: &Path, rendered: &Path) -> Result<()> {
     let (kubeconform, _) = build::ensure(Tool::Kubeconform)?;
     let schemas = env.dir.join("schemas");
     crate::schemas::generate(env, &schemas)?;
-    let location = crate::schemas::location(&schemas);
     cmd::run(
         Command::new(kubeconform)
             .args(["-strict", "-summary", "-schema-location"])
-            .arg(location)
-            .args(["-skip", SKIPPED_KINDS])
+            .arg(crate::schemas::location(&schemas))
+            .arg("-schema-location")
+            .arg(crate::schemas::vendored_location(root))
             .arg(rendered),
     )
 }
@@ -270,6 +277,53 @@ fn promtool(chart: &Path) -> Result<()> {
             .args(["test", "rules"])
             .args(&tests),
     )
+}
+
+/// Runs every Argo CD health script under [`HEALTH_SCRIPT_ROOTS`] against its
+/// `health_test.yaml` with gopher-lua, the interpreter Argo CD embeds
+/// (`xtask/go/argocd-lua-health`).
+fn argocd_health(root: &Path) -> Result<()> {
+    let mut dirs = Vec::new();
+    for top in HEALTH_SCRIPT_ROOTS {
+        find_health_scripts(&root.join(top), &mut dirs)?;
+    }
+    if dirs.is_empty() {
+        bail!("found no health.lua under {HEALTH_SCRIPT_ROOTS:?}");
+    }
+    dirs.sort();
+    for dir in &dirs {
+        if !dir.join("health_test.yaml").is_file() {
+            bail!(
+                "{} has a health.lua but no health_test.yaml: every health script must be tested",
+                dir.display()
+            );
+        }
+    }
+    let (harness, _) = build::ensure(Tool::ArgocdLuaHealth)?;
+    cmd::run(
+        Command::new(harness)
+            .current_dir(root)
+            .args(dirs.iter().map(|dir| dir.strip_prefix(root).unwrap_or(dir))),
+    )
+}
+
+/// Collects the directories below `dir` that hold a `health.lua`.
+fn find_health_scripts(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            find_health_scripts(&path, found)?;
+        } else if entry.file_name() == "health.lua" {
+            found.push(dir.to_path_buf());
+        }
+    }
+    Ok(())
 }
 
 /// Installs the chart's CRDs into the test apiserver.

@@ -73,3 +73,21 @@ The operator image reference.
 {{- define "dialtone.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
+
+{{/*
+Labels of the shared workers' objects (their own component, so the
+operator's selector never matches them).
+*/}}
+{{- define "dialtone.workerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "dialtone.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: workers
+{{- end }}
+
+{{- define "dialtone.workerLabels" -}}
+helm.sh/chart: {{ include "dialtone.chart" . }}
+{{ include "dialtone.workerSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.workers.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: dialtone
+{{- end }}

@@ -420,10 +420,9 @@ async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, Error
         return Ok(Action::requeue(NOT_SYNCED));
     }
     let started = Instant::now();
-    let key = object_key(agent.as_ref());
     let ns = agent.namespace().unwrap_or_default();
     let api: Api<Agent> = Api::namespaced(ctx.shared.client.clone(), &ns);
-    let result = finalizer::finalizer(&api, FINALIZER, agent, |event| {
+    let result = finalizer::finalizer(&api, FINALIZER, Arc::clone(&agent), |event| {
         let ctx = ctx.clone();
         async move {
             match event {
@@ -438,7 +437,7 @@ async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action, Error
         .metrics
         .reconciled(CONTROLLER, result.is_ok(), started.elapsed());
     if result.is_ok() {
-        ctx.backoff.reset(&format!("{CONTROLLER}:{key}"));
+        ctx.backoff.succeeded(CONTROLLER, agent.as_ref());
     }
     result
 }

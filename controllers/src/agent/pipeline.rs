@@ -86,6 +86,7 @@ pub(super) async fn apply(agent: &Agent, ctx: &Context) -> Result<Action, Error>
     let newest = match compiled {
         Err(errors) => {
             report.updates.extend(status::compile_failed(&errors));
+            report.updates.push(status::workflows(None, Some(&errors)));
             None
         }
         Ok(version) => {
@@ -172,6 +173,9 @@ async fn admit(
     report
         .updates
         .extend(status::compiled(&version.hash, agent.spec.objectives.len()));
+    report
+        .updates
+        .push(status::workflows(Some(&version.config), None));
     let tests = test_calls(agent, objectives);
     let count = tests.iter().map(|(_, t)| t.len()).sum();
     let smoke = rollout::smoke_test(&version.config, &tests);

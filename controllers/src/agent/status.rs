@@ -20,6 +20,9 @@ pub const SMOKE_TESTED: &str = "SmokeTested";
 pub const ROUTED: &str = "Routed";
 /// Voice pods are running and ready.
 pub const PROVISIONED: &str = "Provisioned";
+/// Each workflow's provider resolved and its parameters valid. Not a stage
+/// of `Ready`: calls are answered whatever the workflows' state.
+pub const WORKFLOWS: &str = "Workflows";
 /// The stages in pipeline order; `Ready` reports the first that fails.
 pub const STAGES: [&str; 5] = [VALIDATED, COMPILED, SMOKE_TESTED, ROUTED, PROVISIONED];
 /// The longest condition message, in bytes.
@@ -87,6 +90,61 @@ pub fn compiled(hash: &str, objectives: usize) -> [ConditionUpdate; 2] {
             format!("compiled to {hash}, stored in config_versions and a ConfigMap"),
         ),
     ]
+}
+
+/// `Workflows` after a compile: what each workflow delivers through which
+/// provider, or the workflow errors among `errors`.
+pub fn workflows(
+    config: Option<&dialtone_engine::CompiledConfig>,
+    errors: Option<&CompileErrors>,
+) -> ConditionUpdate {
+    if let Some(errors) = errors {
+        let failing: Vec<String> = errors
+            .0
+            .iter()
+            .filter(|e| e.path.starts_with("spec.workflows"))
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect();
+        if !failing.is_empty() {
+            let reason = if errors.0.iter().any(|e| {
+                e.path.starts_with("spec.workflows")
+                    && e.kind == dialtone_engine::CompileErrorKind::ProviderNotFound
+            }) {
+                "ProviderNotFound"
+            } else {
+                "InvalidWorkflow"
+            };
+            return ConditionUpdate::falsy(WORKFLOWS, reason, truncate(failing.join("; ")));
+        }
+        return ConditionUpdate::falsy(
+            WORKFLOWS,
+            "NotCompiled",
+            "the Agent did not compile; the active version's workflows keep running",
+        );
+    }
+    let Some(config) = config else {
+        return ConditionUpdate::falsy(WORKFLOWS, "NotCompiled", "not compiled yet");
+    };
+    let workflows = &config.agent.workflows;
+    if workflows.is_empty() {
+        return ConditionUpdate::truthy(WORKFLOWS, "NoWorkflows", "the Agent has no workflows");
+    }
+    let each: Vec<String> = workflows
+        .iter()
+        .map(|w| {
+            let via = config.workflow_providers.get(&w.name).map_or_else(
+                || "builtin (recorded, not sent)".to_owned(),
+                |p| format!("{} ({})", p.name, p.vendor.as_str()),
+            );
+            format!(
+                "{} on {} → {} via {via}",
+                w.name,
+                dialtone_engine::workflow::trigger_name(w.trigger),
+                dialtone_engine::workflow::action_name(w.action)
+            )
+        })
+        .collect();
+    ConditionUpdate::truthy(WORKFLOWS, "Resolved", truncate(each.join("; ")))
 }
 
 /// `SmokeTested` from a version's history record.
@@ -620,5 +678,34 @@ mod tests {
         let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
         assert_eq!(reasons, ["VersionCompiled", "VersionActivated"]);
         assert!(events[1].note.contains(V1), "{}", events[1].note);
+    }
+
+    #[test]
+    fn the_workflows_condition_names_the_failing_workflow_field() {
+        use dialtone_engine::{CompileError, CompileErrorKind};
+        let errors = CompileErrors(vec![CompileError {
+            kind: CompileErrorKind::InvalidAgent,
+            resource: "Agent/ns/front".into(),
+            path: "spec.workflows[1].params.to".into(),
+            message: "{{slots.phone}} names slot \"phone\", which no objective of this Agent captures (captured: service)".into(),
+        }]);
+        let c = workflows(None, Some(&errors));
+        assert_eq!(
+            (c.type_.as_str(), c.status, c.reason.as_str()),
+            (WORKFLOWS, false, "InvalidWorkflow")
+        );
+        assert!(
+            c.message
+                .contains("spec.workflows[1].params.to: {{slots.phone}}"),
+            "{}",
+            c.message
+        );
+        let other = CompileErrors(vec![CompileError {
+            kind: CompileErrorKind::ObjectiveNotFound,
+            resource: "Agent/ns/front".into(),
+            path: "spec.objectives[0]".into(),
+            message: "no such objective".into(),
+        }]);
+        assert_eq!(workflows(None, Some(&other)).reason, "NotCompiled");
     }
 }

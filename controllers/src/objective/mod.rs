@@ -131,13 +131,12 @@ async fn reconcile(objective: Arc<Objective>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(TENANTS_NOT_SYNCED));
     }
     let started = Instant::now();
-    let key = object_key(objective.as_ref());
     let result = reconcile_inner(&objective, &ctx).await;
     ctx.shared
         .metrics
         .reconciled(CONTROLLER, result.is_ok(), started.elapsed());
     if result.is_ok() {
-        ctx.backoff.reset(&key);
+        ctx.backoff.succeeded(CONTROLLER, objective.as_ref());
     }
     result
 }
@@ -239,5 +238,28 @@ mod tests {
     fn error_categories() {
         let e = Error::Status(kube::Error::LinesCodecMaxLineLengthExceeded);
         assert_eq!(e.category(), "StatusWriteFailed");
+    }
+
+    #[test]
+    fn a_reconciled_objective_backs_off_from_the_start_again() {
+        let spec: dialtone_crds::objective::ObjectiveSpec =
+            serde_yaml::from_str("{template: lead-capture}").expect("spec");
+        let mut objective = Objective::new("lead", spec);
+        objective.metadata.namespace = Some("tenant-acme".into());
+        let backoff = FailureBackoff::default();
+        // What error_policy (report_failure) and reconcile do with it.
+        assert_eq!(
+            backoff.failed(CONTROLLER, &objective),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            backoff.failed(CONTROLLER, &objective),
+            Duration::from_secs(10)
+        );
+        backoff.succeeded(CONTROLLER, &objective);
+        assert_eq!(
+            backoff.failed(CONTROLLER, &objective),
+            Duration::from_secs(5)
+        );
     }
 }

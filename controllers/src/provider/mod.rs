@@ -238,8 +238,7 @@ async fn reconcile<K: ProviderResource>(obj: Arc<K>, ctx: Arc<Context>) -> Resul
         .metrics
         .reconciled(K::CONTROLLER, result.is_ok(), started.elapsed());
     if result.is_ok() {
-        ctx.backoff
-            .reset(&format!("{}:{}", K::CONTROLLER, object_key(obj.as_ref())));
+        ctx.backoff.succeeded(K::CONTROLLER, obj.as_ref());
     }
     result
 }

@@ -43,7 +43,7 @@ use serde::de::DeserializeOwned;
 use self::build::{NetworkSettings, TenantChildren};
 use self::status::Observation;
 use crate::runtime::{
-    FailureBackoff, Shared, drain, mark_synced, object_key, pruned_watch, publish, report_failure,
+    FailureBackoff, Shared, drain, mark_synced, pruned_watch, publish, report_failure,
     shutdown_future, timed,
 };
 use crate::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
@@ -124,11 +124,19 @@ pub struct Context {
     net: NetworkSettings,
     recorder: EventRecorder,
     backoff: FailureBackoff,
+    /// The event spine, for the tenant's dead-letter count (`None` without
+    /// a database).
+    db: Option<sqlx::PgPool>,
 }
 
 /// Runs the Tenant controller until shutdown. `synced` turns true once the
 /// Tenant cache has its first full list.
-pub async fn run(shared: Shared, net: NetworkSettings, synced: Arc<AtomicBool>) {
+pub async fn run(
+    shared: Shared,
+    net: NetworkSettings,
+    db: Option<sqlx::PgPool>,
+    synced: Arc<AtomicBool>,
+) {
     let client = shared.client.clone();
     let (store, tenants) = pruned_watch(Api::<Tenant>::all(client.clone()), shared.watch_config());
     let tenants = tenants.predicate_filter(tenant_changes, PredicateConfig::default());
@@ -147,6 +155,7 @@ pub async fn run(shared: Shared, net: NetworkSettings, synced: Arc<AtomicBool>) 
         shared: shared.clone(),
         net,
         backoff: FailureBackoff::default(),
+        db,
     });
     let controller = Controller::for_stream(tenants, store)
         .watches_stream(namespaces, tenant_of_namespace)
@@ -178,13 +187,12 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Err
         return Ok(Action::await_change());
     }
     let started = Instant::now();
-    let key = object_key(tenant.as_ref());
-    let result = reconcile_inner(tenant, &ctx).await;
+    let result = reconcile_inner(Arc::clone(&tenant), &ctx).await;
     ctx.shared
         .metrics
         .reconciled(CONTROLLER, result.is_ok(), started.elapsed());
     if result.is_ok() {
-        ctx.backoff.reset(&key);
+        ctx.backoff.succeeded(CONTROLLER, tenant.as_ref());
     }
     result
 }
@@ -396,7 +404,12 @@ async fn teardown(tenant: &Tenant, ctx: &Context) -> Result<Option<Action>, Erro
 /// subresource, unless nothing would change; publishes an Event when
 /// `Ready` changes.
 async fn write_status(tenant: &Tenant, obs: &Observation, ctx: &Context) -> Result<(), Error> {
-    let desired = status::desired(tenant, obs, Timestamp::now());
+    let desired = status::desired(
+        tenant,
+        obs,
+        Timestamp::now(),
+        dead_letters(tenant, ctx).await,
+    );
     if !status::needs_write(tenant.status.as_ref(), &desired) {
         return Ok(());
     }
@@ -415,6 +428,25 @@ async fn write_status(tenant: &Tenant, obs: &Observation, ctx: &Context) -> Resu
     .map_err(Error::Status)?;
     announce_ready_change(tenant, tenant.status.as_ref(), &desired, &ctx.recorder).await;
     Ok(())
+}
+
+/// The tenant's dead-lettered workflow jobs; `None` when there is no
+/// database or it does not answer (the last count is kept).
+async fn dead_letters(tenant: &Tenant, ctx: &Context) -> Option<i64> {
+    let db = ctx.db.as_ref()?;
+    let counted = sqlx::query_scalar(
+        "SELECT count(*) FROM workflow_jobs WHERE tenant = $1 AND status = 'dead'",
+    )
+    .bind(tenant.name_any())
+    .fetch_one(db);
+    match tokio::time::timeout(Duration::from_secs(5), counted).await {
+        Ok(Ok(n)) => Some(n),
+        Ok(Err(e)) => {
+            tracing::warn!(controller = CONTROLLER, tenant = %tenant.name_any(), error = %e, "cannot count dead-lettered workflow jobs");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 async fn announce_ready_change(
@@ -438,5 +470,23 @@ async fn announce_ready_change(
         };
         tracing::info!(tenant = %tenant.name_any(), ready = %status, reason, "tenant readiness changed");
         publish(rec, tenant, type_, &reason, "Reconcile", message).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconciled_tenant_backs_off_from_the_start_again() {
+        let spec: dialtone_crds::TenantSpec =
+            serde_yaml::from_str("{displayName: Acme, profile: {timezone: UTC}}").expect("spec");
+        let tenant = Tenant::new("acme", spec);
+        let backoff = FailureBackoff::default();
+        // What error_policy (report_failure) and reconcile do with it.
+        assert_eq!(backoff.failed(CONTROLLER, &tenant), Duration::from_secs(5));
+        assert_eq!(backoff.failed(CONTROLLER, &tenant), Duration::from_secs(10));
+        backoff.succeeded(CONTROLLER, &tenant);
+        assert_eq!(backoff.failed(CONTROLLER, &tenant), Duration::from_secs(5));
     }
 }

@@ -30,8 +30,14 @@ pub enum Observation {
 }
 
 /// The status the controller owns (never `spend`, which the cost pipeline
-/// writes with its own field manager).
-pub fn desired(tenant: &Tenant, obs: &Observation, now: Timestamp) -> TenantStatus {
+/// writes with its own field manager). `dead_letters` is the count of the
+/// tenant's dead-lettered workflow jobs, when the database could be asked.
+pub fn desired(
+    tenant: &Tenant,
+    obs: &Observation,
+    now: Timestamp,
+    dead_letters: Option<i64>,
+) -> TenantStatus {
     let current = tenant.status.as_ref();
     let generation = tenant.metadata.generation;
     let suspended = tenant.spec.suspend;
@@ -156,6 +162,8 @@ pub fn desired(tenant: &Tenant, obs: &Observation, now: Timestamp) -> TenantStat
         namespace,
         health_score: Some(health_score(ns_update.status, guard_update.status)),
         spend: None,
+        // A failed count keeps the last one rather than erasing it.
+        dead_letter_jobs: dead_letters.or_else(|| current.and_then(|s| s.dead_letter_jobs)),
     }
 }
 
@@ -212,7 +220,7 @@ mod tests {
     #[test]
     fn applied_is_ready_with_generation() {
         let t = tenant(false);
-        let s = desired(&t, &applied(), at(10));
+        let s = desired(&t, &applied(), at(10), None);
         assert!(is_true(&s.conditions, READY));
         assert!(is_true(&s.conditions, NAMESPACE_READY));
         assert!(!is_true(&s.conditions, SUSPENDED));
@@ -229,9 +237,9 @@ mod tests {
     #[test]
     fn second_identical_reconcile_writes_nothing() {
         let mut t = tenant(false);
-        let first = desired(&t, &applied(), at(10));
+        let first = desired(&t, &applied(), at(10), None);
         t.status = Some(first.clone());
-        let second = desired(&t, &applied(), at(99));
+        let second = desired(&t, &applied(), at(99), None);
         assert_eq!(first, second);
         assert!(!needs_write(t.status.as_ref(), &second));
     }
@@ -239,20 +247,20 @@ mod tests {
     #[test]
     fn spend_written_by_others_does_not_force_a_write() {
         let mut t = tenant(false);
-        let mut current = desired(&t, &applied(), at(10));
+        let mut current = desired(&t, &applied(), at(10), None);
         current.spend = Some(dialtone_crds::tenant::TenantSpend {
             today_usd: 1.0,
             month_usd: 2.0,
         });
         t.status = Some(current);
-        let next = desired(&t, &applied(), at(20));
+        let next = desired(&t, &applied(), at(20), None);
         assert!(!needs_write(t.status.as_ref(), &next));
     }
 
     #[test]
     fn suspended_is_ready_with_reason_suspended() {
         let t = tenant(true);
-        let s = desired(&t, &applied(), at(10));
+        let s = desired(&t, &applied(), at(10), None);
         let ready = s
             .conditions
             .iter()
@@ -268,13 +276,14 @@ mod tests {
     #[test]
     fn conflict_is_not_ready_and_flips_transition_time() {
         let mut t = tenant(false);
-        t.status = Some(desired(&t, &applied(), at(10)));
+        t.status = Some(desired(&t, &applied(), at(10), None));
         let s = desired(
             &t,
             &Observation::NamespaceConflict {
                 namespace: "kube-system".into(),
             },
             at(50),
+            None,
         );
         let ready = s
             .conditions
@@ -291,9 +300,9 @@ mod tests {
     #[test]
     fn new_generation_forces_a_write() {
         let mut t = tenant(false);
-        t.status = Some(desired(&t, &applied(), at(10)));
+        t.status = Some(desired(&t, &applied(), at(10), None));
         t.metadata.generation = Some(4);
-        let s = desired(&t, &applied(), at(20));
+        let s = desired(&t, &applied(), at(20), None);
         assert!(needs_write(t.status.as_ref(), &s));
         // but transition times stay
         let ready = s
@@ -302,5 +311,21 @@ mod tests {
             .find(|c| c.type_ == READY)
             .expect("ready");
         assert_eq!(ready.last_transition_time.0, at(10));
+    }
+
+    #[test]
+    fn the_dead_letter_count_is_reported_and_kept_when_it_cannot_be_read() {
+        let mut t = tenant(false);
+        let s = desired(&t, &applied(), at(10), Some(3));
+        assert_eq!(s.dead_letter_jobs, Some(3));
+        t.status = Some(s);
+        assert_eq!(
+            desired(&t, &applied(), at(20), None).dead_letter_jobs,
+            Some(3)
+        );
+        assert_eq!(
+            desired(&t, &applied(), at(20), Some(0)).dead_letter_jobs,
+            Some(0)
+        );
     }
 }

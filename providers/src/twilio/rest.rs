@@ -1,5 +1,6 @@
-//! The one Twilio REST call the operator makes: pointing an incoming phone
-//! number's voice webhook at the voice pods.
+//! The Twilio REST calls Dialtone makes: pointing an incoming phone
+//! number's voice webhook at the voice pods (the operator), and placing an
+//! outbound call (the campaign dialer).
 
 use std::fmt;
 use std::time::Duration;
@@ -59,7 +60,81 @@ struct IncomingNumber {
     voice_method: Option<String>,
 }
 
+/// An outbound call to place (`POST /2010-04-01/Accounts/{sid}/Calls.json`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundCall<'a> {
+    /// The callee, E.164.
+    pub to: &'a str,
+    /// The caller id presented, E.164 (a number of the account).
+    pub from: &'a str,
+    /// Twilio fetches the call's TwiML from here when it is answered.
+    pub url: &'a str,
+    /// Twilio posts the call's progress here.
+    pub status_callback: &'a str,
+    /// `Enable` or `DetectMessageEnd` (answering-machine detection), or
+    /// `None` for no detection.
+    pub machine_detection: Option<&'a str>,
+    /// Seconds to let it ring.
+    pub ring_timeout_seconds: u32,
+}
+
+#[derive(Deserialize)]
+struct CreatedCall {
+    sid: String,
+}
+
+impl OutboundCall<'_> {
+    /// The form Twilio's Calls API takes.
+    pub fn form(&self) -> Vec<(&'static str, String)> {
+        let mut form = vec![
+            ("To", self.to.to_owned()),
+            ("From", self.from.to_owned()),
+            ("Url", self.url.to_owned()),
+            ("Method", "POST".to_owned()),
+            ("StatusCallback", self.status_callback.to_owned()),
+            ("StatusCallbackMethod", "POST".to_owned()),
+            ("Timeout", self.ring_timeout_seconds.to_string()),
+        ];
+        // Repeated parameter: Twilio reports each of these events.
+        for event in ["initiated", "ringing", "answered", "completed"] {
+            form.push(("StatusCallbackEvent", event.to_owned()));
+        }
+        if let Some(detection) = self.machine_detection {
+            form.push(("MachineDetection", detection.to_owned()));
+        }
+        form
+    }
+}
+
 impl TwilioRest {
+    /// Places `call`; returns its `CA…` sid. A refusal (a number not in the
+    /// account, an invalid `To`, bad credentials) is an HTTP 4xx error that
+    /// will not succeed on retry; see [`ProviderError::is_transient`].
+    pub async fn create_call(&self, call: &OutboundCall<'_>) -> Result<String, ProviderError> {
+        let client = http::client(VENDOR)?;
+        let secrets = [self.auth_token.as_str()];
+        let url = http::endpoint(
+            VENDOR,
+            &self.base_url,
+            &[
+                "2010-04-01",
+                "Accounts",
+                self.account_sid.as_str(),
+                "Calls.json",
+            ],
+        )?;
+        let request = client
+            .post(url)
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .form(&call.form());
+        let created: CreatedCall =
+            http::within(VENDOR, "placing the call", REQUEST_TIMEOUT, async {
+                http::json(VENDOR, http::send(VENDOR, request, &secrets).await?).await
+            })
+            .await?;
+        Ok(created.sid)
+    }
+
     /// The account at Twilio's public API.
     pub fn new(account_sid: impl Into<String>, auth_token: impl Into<String>) -> Self {
         TwilioRest {

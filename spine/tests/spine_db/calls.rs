@@ -76,6 +76,7 @@ pub fn call(call_id: Uuid, tenant: &str, turns: usize, ending: Ending) -> Vec<Ca
                 is_final: true,
             },
             original: None,
+            altered_from: None,
         }));
         if t == 1 {
             bodies.push(EventBody::Engine(Event::SlotRejected {
@@ -139,6 +140,7 @@ pub fn call(call_id: Uuid, tenant: &str, turns: usize, ending: Ending) -> Vec<Ca
             EventBody::Runtime(RuntimeEvent::InputReceived {
                 input: Input::Hangup,
                 original: None,
+                altered_from: None,
             }),
             telephony(),
             close(CloseReason::Hangup),

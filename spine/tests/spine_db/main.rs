@@ -8,6 +8,7 @@
 
 mod calls;
 mod outage;
+mod poison;
 mod support;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 #![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -141,4 +142,20 @@ pub fn assert_well_formed(events: &[(i32, String, Value)]) {
 
 pub fn types(events: &[(i32, String, Value)]) -> Vec<&str> {
     events.iter().map(|e| e.1.as_str()).collect()
+}
+
+/// `name → value` of the TwiML's `<Parameter>`s.
+pub fn parameters(twiml: &str) -> BTreeMap<String, String> {
+    twiml
+        .split("<Parameter ")
+        .skip(1)
+        .map(|p| {
+            let attr = |name: &str| {
+                let start = p.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                let len = p[start..].find('"').unwrap();
+                p[start..start + len].to_owned()
+            };
+            (attr("name"), attr("value"))
+        })
+        .collect()
 }

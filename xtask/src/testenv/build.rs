@@ -4,6 +4,10 @@
 //! Every build goes into a temporary directory that is renamed into place
 //! only when complete, so an interrupted build is never taken for a cached
 //! one. Throwaway Go modules live in `<cache>/build/`.
+//!
+//! Besides upstream commands, the project builds small Go programs of its own
+//! (`xtask/go/<name>/main.go`) against pinned modules; their cache directory
+//! carries a hash of the source, so an edited program is rebuilt.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,6 +29,13 @@ pub const KUBECONFORM_VERSION: &str = "v0.7.0";
 /// Prometheus tags its Go module v0.3xx.y for release 3.xx.y. v0.316.0
 /// needs pseudo-versions the module proxy refuses (403), so 3.15.
 pub const PROMETHEUS_VERSION: &str = "v0.315.0";
+/// The Lua interpreter Argo CD embeds for resource health checks.
+pub const GOPHER_LUA_VERSION: &str = "v1.1.1";
+/// The YAML-to-JSON decoder Argo CD's health-check tests read fixtures with.
+pub const SIGS_YAML_VERSION: &str = "v1.6.0";
+/// controller-gen, which generates the Prometheus Operator's CRDs from its
+/// API types (used by `cargo xtask vendor-schemas` only).
+pub const CONTROLLER_TOOLS_VERSION: &str = "v0.23.0";
 
 /// A fixed build date keeps the Kubernetes binaries reproducible.
 const KUBERNETES_BUILD_DATE: &str = "2026-01-01T00:00:00Z";
@@ -51,6 +62,8 @@ pub enum Tool {
     Helm,
     Kubeconform,
     Promtool,
+    ArgocdLuaHealth,
+    ControllerGen,
 }
 
 /// How a tool is built.
@@ -63,10 +76,16 @@ enum Recipe {
         package: &'static str,
         tags: &'static str,
     },
+    /// A program of this repository (`xtask/go/<name>/main.go`), built in a
+    /// throwaway module that requires `requires` at their pinned versions.
+    Program {
+        source: &'static str,
+        requires: &'static [(&'static str, &'static str)],
+    },
 }
 
 impl Tool {
-    pub const ALL: [Tool; 9] = [
+    pub const ALL: [Tool; 11] = [
         Tool::KubeApiserver,
         Tool::KubeControllerManager,
         Tool::KubeScheduler,
@@ -76,6 +95,8 @@ impl Tool {
         Tool::Helm,
         Tool::Kubeconform,
         Tool::Promtool,
+        Tool::ArgocdLuaHealth,
+        Tool::ControllerGen,
     ];
 
     /// The binaries `testenv up` needs.
@@ -99,6 +120,8 @@ impl Tool {
             Tool::Helm => "helm",
             Tool::Kubeconform => "kubeconform",
             Tool::Promtool => "promtool",
+            Tool::ArgocdLuaHealth => "argocd-lua-health",
+            Tool::ControllerGen => "controller-gen",
         }
     }
 
@@ -113,6 +136,8 @@ impl Tool {
             Tool::Helm => HELM_VERSION,
             Tool::Kubeconform => KUBECONFORM_VERSION,
             Tool::Promtool => PROMETHEUS_VERSION,
+            Tool::ArgocdLuaHealth => GOPHER_LUA_VERSION,
+            Tool::ControllerGen => CONTROLLER_TOOLS_VERSION,
         }
     }
 
@@ -157,14 +182,41 @@ impl Tool {
                 package: "github.com/prometheus/prometheus/cmd/promtool",
                 tags: "remove_all_sd",
             },
+            Tool::ArgocdLuaHealth => Recipe::Program {
+                source: include_str!("../../go/argocd-lua-health/main.go"),
+                requires: &[
+                    ("github.com/yuin/gopher-lua", GOPHER_LUA_VERSION),
+                    ("sigs.k8s.io/yaml", SIGS_YAML_VERSION),
+                ],
+            },
+            Tool::ControllerGen => Recipe::Module {
+                module: "sigs.k8s.io/controller-tools",
+                package: "sigs.k8s.io/controller-tools/cmd/controller-gen",
+                tags: "",
+            },
         }
     }
 
-    /// `<cache>/bin/<tool>-<version>`.
+    /// The cache key: `<tool>-<version>`, plus a hash of the source for the
+    /// project's own programs.
+    fn key(self) -> String {
+        match self.recipe() {
+            Recipe::Program { source, requires } => {
+                let pins: String = requires.iter().map(|(m, v)| format!("{m}@{v}\n")).collect();
+                format!(
+                    "{}-{}-{:016x}",
+                    self.name(),
+                    self.version(),
+                    fnv1a(format!("{pins}{source}").as_bytes())
+                )
+            }
+            _ => format!("{}-{}", self.name(), self.version()),
+        }
+    }
+
+    /// `<cache>/bin/<tool>-<version>` (see [`Tool::key`]).
     pub fn dir(self) -> Result<PathBuf> {
-        Ok(paths::cache_dir()?
-            .join("bin")
-            .join(format!("{}-{}", self.name(), self.version())))
+        Ok(paths::cache_dir()?.join("bin").join(self.key()))
     }
 
     /// The cached binary's path (which may not exist yet).
@@ -176,9 +228,9 @@ impl Tool {
 /// What `go mod download -json` reports about a module.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct ModuleInfo {
+pub struct ModuleInfo {
     go_mod: PathBuf,
-    dir: PathBuf,
+    pub dir: PathBuf,
 }
 
 /// Returns the cached binary of `tool`, building it first when missing.
@@ -194,12 +246,7 @@ pub fn ensure(tool: Tool) -> Result<(PathBuf, Option<Duration>)> {
         .context("cache bin directory has no parent")?;
     fs::create_dir_all(bin_root)
         .with_context(|| format!("creating the cache directory {}", bin_root.display()))?;
-    let tmp_dir = bin_root.join(format!(
-        ".{}-{}.partial-{}",
-        tool.name(),
-        tool.version(),
-        std::process::id()
-    ));
+    let tmp_dir = bin_root.join(format!(".{}.partial-{}", tool.key(), std::process::id()));
     if tmp_dir.exists() {
         fs::remove_dir_all(&tmp_dir)
             .with_context(|| format!("removing the stale {}", tmp_dir.display()))?;
@@ -290,7 +337,18 @@ fn build_into(tool: Tool, out_dir: &Path) -> Result<()> {
             }
             Ok(())
         }
+        Recipe::Program { source, requires } => {
+            let module_dir = program_module(tool, source, requires)?;
+            go_build(&module_dir, ".", &output, "-s -w", "")
+        }
     }
+}
+
+/// 64-bit FNV-1a: a hash that stays the same across Rust releases.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The Go binary: `go` on PATH, else the standard /usr/local/go.
@@ -339,9 +397,35 @@ fn go_build(
     cmd::run(&mut build).with_context(|| format!("building {package}"))
 }
 
+/// Writes the throwaway module of one of the project's own programs:
+/// `<cache>/build/<key>/{go.mod,main.go}`. `go build -mod=mod` then fills in
+/// go.sum (verified against GOSUMDB) and the indirect requirements.
+fn program_module(
+    tool: Tool,
+    source: &str,
+    requires: &[(&'static str, &'static str)],
+) -> Result<PathBuf> {
+    let dir = paths::cache_dir()?.join("build").join(tool.key());
+    let mut go_mod = format!(
+        "module dialtone.local/build/{}\n\ngo 1.22\n\nrequire (\n",
+        tool.name()
+    );
+    for (module, version) in requires {
+        go_mod.push_str(&format!("\t{module} {version}\n"));
+    }
+    go_mod.push_str(")\n");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::write(dir.join("main.go"), source)
+        .with_context(|| format!("writing {}/main.go", dir.display()))?;
+    if !dir.join("go.mod").is_file() {
+        write_module(&dir, &go_mod)?;
+    }
+    Ok(dir)
+}
+
 /// Downloads `module@version` (verified against go.sum / GOSUMDB) and
 /// reports where its go.mod and sources are.
-fn download(module: &str, version: &str) -> Result<ModuleInfo> {
+pub fn download(module: &str, version: &str) -> Result<ModuleInfo> {
     let scratch = paths::cache_dir()?.join("build");
     fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
     let json = cmd::output(
@@ -517,6 +601,14 @@ mod tests {
         assert!(go_mod.contains("require k8s.io/kubernetes v1.35.4"));
         assert!(go_mod.contains("replace k8s.io/api => k8s.io/api v0.35.4\n"));
         assert!(!go_mod.contains("github.com/x/y"));
+    }
+
+    #[test]
+    fn program_cache_key_follows_its_source() {
+        let key = Tool::ArgocdLuaHealth.key();
+        assert!(key.starts_with(&format!("argocd-lua-health-{GOPHER_LUA_VERSION}-")));
+        assert_ne!(fnv1a(b"package main"), fnv1a(b"package main "));
+        assert_eq!(Tool::Helm.key(), format!("helm-{HELM_VERSION}"));
     }
 
     #[test]
