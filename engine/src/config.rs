@@ -99,6 +99,11 @@ pub struct TenantConfig {
     pub holidays: Vec<String>,
     /// Escalation contacts in the tenant's order (the first is the default).
     pub escalation_contacts: Vec<EscalationContact>,
+    /// `limits.maxConcurrentCalls`: calls of the tenant a voice pod carries
+    /// at once. Absent in versions compiled before it was recorded (no
+    /// cap but the pod's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_calls: Option<i32>,
 }
 
 /// A provider as the voice pods see it: no credentials.
@@ -540,6 +545,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<ConfigVersion, CompileErrors>
             business_hours: tenant.profile.business_hours.clone(),
             holidays,
             escalation_contacts: tenant.escalation_contacts.clone(),
+            max_concurrent_calls: Some(tenant.limits.max_concurrent_calls),
         },
         providers,
         objectives,

@@ -8,6 +8,7 @@
 //! closed as `drained`, and every event is flushed before it returns.
 
 pub mod drain;
+pub mod listener;
 pub mod media;
 pub mod media_call;
 pub mod metrics;
@@ -38,8 +39,10 @@ pub use drain::DrainReport;
 pub use pod::{Pod, Settings};
 
 use crate::drain::Drain;
+use crate::listener::{BoundedListener, FIRST_BYTE_DEADLINE};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::token::SpentTickets;
 use crate::vendors::VendorCache;
 
 /// Connections to PostgreSQL per pod: routes, versions and the event
@@ -80,12 +83,13 @@ pub fn start(
     let metrics = Metrics::register(&mut registry);
     let pod = Pod {
         vendors: VendorCache::new(settings.credentials_dir.clone()),
-        settings,
         store: Store::new(pool),
         events,
         metrics,
         registry,
-        drain: Arc::new(Drain::default()),
+        drain: Arc::new(Drain::new(settings.max_calls)),
+        spent_tickets: SpentTickets::default(),
+        settings,
     };
     Ok((Arc::new(pod), writer))
 }
@@ -110,6 +114,12 @@ pub async fn serve(
         })
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = BoundedListener::new(
+        listener,
+        pod.settings.max_connections,
+        FIRST_BYTE_DEADLINE,
+        pod.metrics.connections_shed(),
+    );
     let server = tokio::spawn(
         axum::serve(listener, server::router(pod.clone()))
             .with_graceful_shutdown(async move {

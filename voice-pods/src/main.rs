@@ -61,6 +61,16 @@ struct Args {
     /// webhooks for numbers that route to no Agent.
     #[arg(long, env = "DIALTONE_DEFAULT_TWILIO_TOKEN_FILE")]
     default_twilio_token_file: Option<PathBuf>,
+    /// Calls this pod carries at once, all tenants together; more get 503
+    /// (another pod of the pool may take them).
+    #[arg(long, env = "DIALTONE_MAX_CALLS", default_value_t = 1_000)]
+    max_calls: usize,
+    /// TCP connections held open at once; more are closed on arrival.
+    #[arg(long, env = "DIALTONE_MAX_CONNECTIONS", default_value_t = 4_096)]
+    max_connections: usize,
+    /// Seconds a text call may go without a message before it is closed.
+    #[arg(long, env = "DIALTONE_TEXT_IDLE_SECONDS", default_value_t = 300)]
+    text_idle_seconds: u64,
 }
 
 /// Why the pod did not start or stop cleanly.
@@ -151,6 +161,9 @@ async fn run(args: Args) -> Result<(), RunError> {
         stream_secret: StreamSecret::new(secret.as_bytes())?,
         drain: Duration::from_secs(args.drain_seconds),
         default_twilio_token,
+        max_calls: args.max_calls,
+        max_connections: args.max_connections,
+        text_idle: Duration::from_secs(args.text_idle_seconds),
     };
     let (pod, writer) = dialtone_voice::start(settings, &args.database_url, args.spill_path)?;
     let listener = tokio::net::TcpListener::bind(args.listen)

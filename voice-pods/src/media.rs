@@ -1,8 +1,6 @@
 //! The Twilio Media Streams protocol: the JSON messages on `/twilio/media`
 //! and the 20 ms framing of outbound audio. Pure: no sockets here.
 
-use std::collections::BTreeMap;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
@@ -58,9 +56,6 @@ pub struct Start {
     pub stream_sid: String,
     /// Twilio's CallSid.
     pub call_sid: String,
-    /// The `<Parameter>`s of our TwiML.
-    #[serde(default)]
-    pub custom_parameters: BTreeMap<String, String>,
     /// The audio format.
     #[serde(default)]
     pub media_format: Option<MediaFormat>,
@@ -225,7 +220,6 @@ mod tests {
         };
         assert_eq!(start.stream_sid, "MZ1");
         assert_eq!(start.call_sid, "CA1");
-        assert_eq!(start.custom_parameters.get("token").unwrap(), "t");
         assert!(start.media_format.unwrap().is_mulaw_8k());
 
         let media: Inbound = serde_json::from_str(

@@ -27,19 +27,6 @@ use crate::session::{CallMeta, CallSession, Pinned};
 use crate::token::StreamClaims;
 use crate::vendors::{AudioVendors, CallVendors, accrue};
 
-/// `<Parameter>` carrying the pinned config version.
-pub const PARAM_VERSION: &str = "configVersion";
-/// `<Parameter>` carrying the caller's number.
-pub const PARAM_CALLER: &str = "caller";
-/// `<Parameter>` carrying the called number.
-pub const PARAM_CALLEE: &str = "callee";
-/// `<Parameter>` carrying the webhook's CallSid.
-pub const PARAM_CALL_SID: &str = "callSid";
-/// `<Parameter>` carrying the campaign attempt of an outbound call.
-pub const PARAM_ATTEMPT: &str = "attempt";
-/// `<Parameter>` carrying the stream token.
-pub const PARAM_TOKEN: &str = "token";
-
 /// How long Twilio may take from opening the socket to `start`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between key presses that ends a multi-digit entry without `#`.
@@ -495,59 +482,36 @@ async fn await_start(socket: &mut WebSocket) -> Option<Start> {
         .flatten()
 }
 
-/// Checks the stream token against the stream's parameters and Twilio's
-/// CallSid; returns the pinned version.
-fn authorize(pod: &Pod, start: &Start) -> Option<String> {
-    let p = &start.custom_parameters;
-    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or_default();
-    let claims = StreamClaims {
-        call_sid: &start.call_sid,
-        config_version: get(PARAM_VERSION),
-        caller: get(PARAM_CALLER),
-        callee: get(PARAM_CALLEE),
-        attempt: get(PARAM_ATTEMPT),
-    };
-    match pod.settings.stream_secret.verify(
-        get(PARAM_TOKEN),
-        &claims,
-        chrono::Utc::now().timestamp(),
-    ) {
-        Ok(()) => Some(claims.config_version.to_owned()),
-        Err(err) => {
-            pod.metrics.rejected("stream-token");
-            tracing::warn!(call_sid = %start.call_sid, error = %err, "refused a media stream");
-            None
-        }
-    }
-}
-
 async fn refuse(mut socket: WebSocket) {
     let _ = socket.send(Message::Close(None)).await;
 }
 
-/// Runs one Media Streams call to its end.
-pub async fn run(pod: Arc<Pod>, mut socket: WebSocket, _guard: CallGuard) {
+/// Runs one Media Streams call to its end: the stream its ticket (checked
+/// before the upgrade) was issued for, at the version the ticket pins.
+pub async fn run(
+    pod: Arc<Pod>,
+    mut socket: WebSocket,
+    claims: StreamClaims,
+    pinned: Pinned,
+    _guard: CallGuard,
+) {
     let Some(start) = await_start(&mut socket).await else {
         tracing::warn!("media stream closed or timed out before start");
         return refuse(socket).await;
     };
+    // Twilio names the call in `start`; a ticket opens only its own call's
+    // stream.
+    if start.call_sid != claims.call_sid {
+        pod.metrics.rejected("stream-token");
+        tracing::warn!(call_sid = %start.call_sid, ticket_call_sid = %claims.call_sid, "refused a media stream for another call's ticket");
+        return refuse(socket).await;
+    }
     if let Some(format) = &start.media_format
         && !format.is_mulaw_8k()
     {
         tracing::warn!(call_sid = %start.call_sid, encoding = %format.encoding, "media stream is not 8 kHz µ-law");
         return refuse(socket).await;
     }
-    let Some(hash) = authorize(&pod, &start) else {
-        return refuse(socket).await;
-    };
-    let config = match pod.store.version(&hash).await {
-        Ok(c) => c,
-        Err(err) => {
-            tracing::error!(call_sid = %start.call_sid, version = %hash, error = %err, "cannot load the call's config version");
-            return refuse(socket).await;
-        }
-    };
-    let pinned = Pinned { hash, config };
     let engine = match Engine::new(&pinned.config) {
         Ok(e) => e,
         Err(err) => {
@@ -577,10 +541,9 @@ pub async fn run(pod: Arc<Pod>, mut socket: WebSocket, _guard: CallGuard) {
             return refuse(socket).await;
         }
     };
-    let get = |k: &str| start.custom_parameters.get(k).cloned();
-    // The token covers the attempt, so a stream names one only when the
+    // The ticket covers the attempt, so a stream names one only when the
     // outbound webhook put it there.
-    let attempt: Option<Uuid> = get(PARAM_ATTEMPT).and_then(|a| a.parse().ok());
+    let attempt: Option<Uuid> = claims.attempt.parse().ok();
     let meta = CallMeta {
         call_id: Uuid::new_v4(),
         channel: Channel::Twilio,
@@ -589,8 +552,8 @@ pub async fn run(pod: Arc<Pod>, mut socket: WebSocket, _guard: CallGuard) {
         } else {
             Direction::Inbound
         },
-        caller: get(PARAM_CALLER).filter(|c| !c.is_empty()),
-        callee: get(PARAM_CALLEE).filter(|c| !c.is_empty()),
+        caller: Some(claims.caller).filter(|c| !c.is_empty()),
+        callee: Some(claims.callee).filter(|c| !c.is_empty()),
         external_id: Some(start.call_sid.clone()),
     };
     let (mut session, opening) =

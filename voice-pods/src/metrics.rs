@@ -60,8 +60,16 @@ pub struct CostLabels {
 /// Labels of `dialtone_voice_signature_rejections_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectionLabels {
-    /// `missing`, `invalid`, `no-token` (no auth token for the number) or
-    /// `stream-token` (a media stream without a valid token).
+    /// `missing`, `invalid`, `no-token` (no auth token for the number),
+    /// `stream-token` (a media stream without a valid ticket) or
+    /// `stream-replay` (a ticket used a second time).
+    pub reason: String,
+}
+
+/// Labels of `dialtone_voice_calls_refused_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `draining`, `pod-full` or `tenant-full`.
     pub reason: String,
 }
 
@@ -81,6 +89,8 @@ pub struct Metrics {
     workflow_jobs: Counter,
     cost: Family<CostLabels, Counter<f64, AtomicU64>>,
     rejections: Family<RejectionLabels, Counter>,
+    refusals: Family<RefusalLabels, Counter>,
+    connections_shed: Counter,
 }
 
 impl Metrics {
@@ -107,6 +117,8 @@ impl Metrics {
             workflow_jobs: Counter::default(),
             cost: Family::default(),
             rejections: Family::default(),
+            refusals: Family::default(),
+            connections_shed: Counter::default(),
         };
         registry.register(
             "active_calls",
@@ -151,6 +163,16 @@ impl Metrics {
             "signature_rejections",
             "Requests refused for a missing or wrong Twilio signature or stream token",
             m.rejections.clone(),
+        );
+        registry.register(
+            "calls_refused",
+            "Calls not admitted: the pod draining or full, or the tenant at its limit",
+            m.refusals.clone(),
+        );
+        registry.register(
+            "connections_shed",
+            "Connections closed on arrival because the pod held its maximum",
+            m.connections_shed.clone(),
         );
         registry.register(
             "outbound_calls",
@@ -243,6 +265,30 @@ impl Metrics {
             .inc();
     }
 
+    /// A call not admitted, for `reason`.
+    pub fn refused(&self, reason: &str) {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Calls not admitted for `reason` so far.
+    pub fn refusals(&self, reason: &str) -> u64 {
+        self.refusals
+            .get(&RefusalLabels {
+                reason: reason.to_owned(),
+            })
+            .map(|c| c.get())
+            .unwrap_or(0)
+    }
+
+    /// The counter of connections shed (the listener increments it).
+    pub fn connections_shed(&self) -> Counter {
+        self.connections_shed.clone()
+    }
+
     /// Requests refused for `reason` so far.
     pub fn rejections(&self, reason: &str) -> u64 {
         self.rejections
@@ -293,6 +339,8 @@ mod tests {
             0.25,
         );
         m.rejected("invalid");
+        m.refused("tenant-full");
+        m.connections_shed().inc();
         m.events(3, 1);
         m.workflow_jobs(4);
         m.workflow_jobs(6);
@@ -306,6 +354,8 @@ mod tests {
             r#"dialtone_voice_objective_completions_total{objective="book-appointment",result="completed"} 1"#,
             r#"dialtone_voice_cost_usd_total{tenant="harbour-dental",agent="reception",objective="book-appointment",core_version="0.1.0"} 0.25"#,
             r#"dialtone_voice_signature_rejections_total{reason="invalid"} 1"#,
+            r#"dialtone_voice_calls_refused_total{reason="tenant-full"} 1"#,
+            "dialtone_voice_connections_shed_total 1",
             "dialtone_voice_events_buffered 3",
             "dialtone_voice_events_spilled 1",
             "dialtone_voice_workflow_jobs_created_total 6",

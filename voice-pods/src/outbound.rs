@@ -150,30 +150,22 @@ pub async fn answered(
         // status callback retries the lead.
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
-    let attempt_text = attempt.id.to_string();
     let claims = StreamClaims {
-        call_sid,
-        config_version: &attempt.config_version,
-        caller: &attempt.caller_id,
-        callee: &attempt.phone,
-        attempt: &attempt_text,
+        call_sid: call_sid.to_owned(),
+        config_version: attempt.config_version.clone(),
+        caller: attempt.caller_id.clone(),
+        callee: attempt.phone.clone(),
+        attempt: attempt.id.to_string(),
     };
-    let stream_token = pod
+    let ticket = pod
         .settings
         .stream_secret
         .issue(&claims, chrono::Utc::now().timestamp());
     tracing::info!(%campaign, attempt = %attempt.id, call_sid, answered_by, "campaign call answered with a media stream");
-    xml(twiml::connect_stream(
-        &twiml::media_url(&pod.settings.public_url),
-        &[
-            (crate::media_call::PARAM_VERSION, &attempt.config_version),
-            (crate::media_call::PARAM_CALLER, &attempt.caller_id),
-            (crate::media_call::PARAM_CALLEE, &attempt.phone),
-            (crate::media_call::PARAM_CALL_SID, call_sid),
-            (crate::media_call::PARAM_ATTEMPT, &attempt_text),
-            (crate::media_call::PARAM_TOKEN, &stream_token),
-        ],
-    ))
+    xml(twiml::connect_stream(&twiml::media_url(
+        &pod.settings.public_url,
+        &ticket,
+    )))
 }
 
 /// `POST /twilio/status`.

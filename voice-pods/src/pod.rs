@@ -11,7 +11,7 @@ use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::session::CallContext;
 use crate::store::Store;
-use crate::token::StreamSecret;
+use crate::token::{SpentTickets, StreamSecret};
 use crate::vendors::VendorCache;
 
 /// Settings of a pod, from its flags. `Debug` leaves the secrets out.
@@ -30,6 +30,13 @@ pub struct Settings {
     /// numbers that route nowhere (no Agent, so no Provider to take a token
     /// from).
     pub default_twilio_token: Option<String>,
+    /// Calls this pod carries at once, all tenants together.
+    pub max_calls: usize,
+    /// TCP connections this pod holds open at once (calls, webhooks,
+    /// probes and scrapes).
+    pub max_connections: usize,
+    /// How long a text call may go without a message before it is closed.
+    pub text_idle: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -41,6 +48,9 @@ impl std::fmt::Debug for Settings {
             stream_secret,
             drain,
             default_twilio_token,
+            max_calls,
+            max_connections,
+            text_idle,
         } = self;
         f.debug_struct("Settings")
             .field("public_url", public_url)
@@ -51,6 +61,9 @@ impl std::fmt::Debug for Settings {
                 "default_twilio_token",
                 &default_twilio_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("max_calls", max_calls)
+            .field("max_connections", max_connections)
+            .field("text_idle", text_idle)
             .finish()
     }
 }
@@ -71,6 +84,8 @@ pub struct Pod {
     pub drain: Arc<Drain>,
     /// Provider adapters by config version.
     pub vendors: VendorCache,
+    /// Stream tickets already used here.
+    pub spent_tickets: SpentTickets,
 }
 
 impl Pod {
@@ -95,6 +110,9 @@ mod tests {
             stream_secret: StreamSecret::new(b"stream-secret-0123456789").expect("strong"),
             drain: Duration::from_secs(30),
             default_twilio_token: Some("platform-token-0123456789".to_owned()),
+            max_calls: 500,
+            max_connections: 2_000,
+            text_idle: Duration::from_secs(300),
         };
         let printed = format!("{settings:?}");
         assert!(!printed.contains("platform-token"), "{printed}");

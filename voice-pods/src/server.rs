@@ -6,17 +6,26 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use dialtone_engine::config::CompiledConfig;
 use dialtone_spine::event::{Channel, Direction};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::drain::{CallGuard, Refused};
 use crate::pod::Pod;
 use crate::session::{CallMeta, Pinned};
 use crate::{media_call, text_call, webhook};
+
+/// Largest Media Streams message read: a 20 ms frame is about 400 bytes
+/// and `start` a few hundred more; anything near this is not Twilio.
+pub const MEDIA_MESSAGE_LIMIT: usize = 64 * 1024;
+
+/// Largest text-call message read: an utterance, never a document.
+pub const TEXT_MESSAGE_LIMIT: usize = 16 * 1024;
 
 /// The router.
 pub fn router(pod: Arc<Pod>) -> Router {
@@ -24,7 +33,7 @@ pub fn router(pod: Arc<Pod>) -> Router {
         .route("/twilio/voice", post(webhook::voice))
         .route("/twilio/outbound", post(crate::outbound::answered))
         .route("/twilio/status", post(crate::outbound::status))
-        .route("/twilio/media", get(media_socket))
+        .route("/twilio/media/{ticket}", get(media_socket))
         .route("/v1/calls", get(text_socket))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -34,6 +43,28 @@ pub fn router(pod: Arc<Pod>) -> Router {
 
 fn unavailable(why: &'static str) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+}
+
+/// Admits a call of the config's tenant, counting a refusal.
+fn admit(pod: &Pod, config: &CompiledConfig) -> Result<CallGuard, Refused> {
+    let tenant = &config.tenant;
+    let cap = tenant
+        .max_concurrent_calls
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(0));
+    pod.drain.admit(&tenant.name, cap).inspect_err(|refused| {
+        pod.metrics.refused(refused.as_str());
+    })
+}
+
+/// The answer to a call not admitted: 503 with `Retry-After` when the pod
+/// is draining or full (another pod may take it), 429 when the tenant is
+/// at its limit.
+fn refusal(refused: Refused) -> Response {
+    let status = match refused {
+        Refused::Draining | Refused::PodFull => StatusCode::SERVICE_UNAVAILABLE,
+        Refused::TenantFull => StatusCode::TOO_MANY_REQUESTS,
+    };
+    (status, [(header::RETRY_AFTER, "1")], format!("{refused}\n")).into_response()
 }
 
 async fn metrics(State(pod): State<Arc<Pod>>) -> Response {
@@ -115,8 +146,9 @@ async fn text_socket(
             return unavailable("config unavailable");
         }
     };
-    let Some(guard) = pod.drain.admit() else {
-        return unavailable("draining");
+    let guard = match admit(&pod, &config) {
+        Ok(g) => g,
+        Err(refused) => return refusal(refused),
     };
     let pinned = Pinned {
         hash: route.active_version,
@@ -130,17 +162,53 @@ async fn text_socket(
         callee: Some(to),
         external_id: None,
     };
-    upgrade.on_upgrade(move |socket| text_call::run(pod, socket, pinned, meta, guard))
+    upgrade
+        .max_message_size(TEXT_MESSAGE_LIMIT)
+        .max_frame_size(TEXT_MESSAGE_LIMIT)
+        .on_upgrade(move |socket| text_call::run(pod, socket, pinned, meta, guard))
 }
 
-async fn media_socket(State(pod): State<Arc<Pod>>, upgrade: WebSocketUpgrade) -> Response {
+/// `GET /twilio/media/{ticket}`: the ticket is checked, spent and its
+/// call admitted before the connection becomes a WebSocket.
+async fn media_socket(
+    State(pod): State<Arc<Pod>>,
+    Path(ticket): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     if pod.drain.draining() {
         return unavailable("draining");
     }
-    let Some(guard) = pod.drain.admit() else {
-        return unavailable("draining");
+    let now = chrono::Utc::now().timestamp();
+    let ticket = match pod.settings.stream_secret.open(&ticket, now) {
+        Ok(t) => t,
+        Err(err) => {
+            pod.metrics.rejected("stream-token");
+            tracing::warn!(error = %err, "refused a media stream");
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
     };
-    upgrade.on_upgrade(move |socket| media_call::run(pod, socket, guard))
+    if !pod.spent_tickets.spend(&ticket, now) {
+        pod.metrics.rejected("stream-replay");
+        tracing::warn!(call_sid = %ticket.claims.call_sid, "refused a media stream: its ticket was used already");
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let hash = ticket.claims.config_version.clone();
+    let config = match pod.store.version(&hash).await {
+        Ok(c) => c,
+        Err(err) => {
+            tracing::error!(call_sid = %ticket.claims.call_sid, version = %hash, error = %err, "cannot load the call's config version");
+            return unavailable("config unavailable");
+        }
+    };
+    let guard = match admit(&pod, &config) {
+        Ok(g) => g,
+        Err(refused) => return refusal(refused),
+    };
+    let pinned = Pinned { hash, config };
+    upgrade
+        .max_message_size(MEDIA_MESSAGE_LIMIT)
+        .max_frame_size(MEDIA_MESSAGE_LIMIT)
+        .on_upgrade(move |socket| media_call::run(pod, socket, ticket.claims, pinned, guard))
 }
 
 #[cfg(test)]

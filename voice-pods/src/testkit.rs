@@ -216,7 +216,22 @@ pub async fn seed_dental(
     number: &str,
     display_name: &str,
 ) -> Result<Seeded, TestkitError> {
-    let example = dental_example()?;
+    // Tests and benchmarks carry far more calls than the example clinic's
+    // limit; the limit itself is tested through `seed_dental_limited`.
+    seed_dental_limited(pool, agent, number, display_name, 10_000).await
+}
+
+/// [`seed_dental`] with the Tenant's `maxConcurrentCalls` set to
+/// `max_concurrent_calls`.
+pub async fn seed_dental_limited(
+    pool: &PgPool,
+    agent: &str,
+    number: &str,
+    display_name: &str,
+    max_concurrent_calls: i32,
+) -> Result<Seeded, TestkitError> {
+    let mut example = dental_example()?;
+    example.tenant.spec.limits.max_concurrent_calls = max_concurrent_calls;
     let mut spec = example.agent.spec.clone();
     spec.display_name = Some(display_name.to_owned());
     spec.phone_numbers = vec![dialtone_crds::agent::PhoneNumber {
@@ -283,6 +298,9 @@ pub fn settings(dir: &Path, public_url: &str, drain: Duration) -> Result<Setting
         stream_secret: StreamSecret::new(STREAM_SECRET.as_bytes())?,
         drain,
         default_twilio_token: Some(DEFAULT_TOKEN.to_owned()),
+        max_calls: 5_000,
+        max_connections: 10_000,
+        text_idle: Duration::from_secs(300),
     })
 }
 
@@ -301,6 +319,15 @@ pub struct TestPod {
 impl TestPod {
     /// Starts a pod against `database_url` with grace period `drain`.
     pub async fn start(database_url: &str, drain: Duration) -> Result<Self, TestkitError> {
+        Self::start_with(database_url, drain, |_| {}).await
+    }
+
+    /// [`start`](Self::start) with the settings changed by `tune`.
+    pub async fn start_with(
+        database_url: &str,
+        drain: Duration,
+        tune: impl FnOnce(&mut Settings),
+    ) -> Result<Self, TestkitError> {
         let dir = scratch_dir()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -308,7 +335,8 @@ impl TestPod {
         let addr = listener
             .local_addr()
             .map_err(|e| TestkitError::Io("reading the bound port".to_owned(), e))?;
-        let settings = settings(&dir, &format!("http://{addr}"), drain)?;
+        let mut settings = settings(&dir, &format!("http://{addr}"), drain)?;
+        tune(&mut settings);
         let (pod, writer) = crate::start(settings, database_url, dir.join("events.spill"))?;
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(crate::serve(listener, pod.clone(), writer, async move {

@@ -117,16 +117,27 @@ async fn converse(
         return CloseReason::Hangup;
     }
     let mut forced = pod.drain.forced();
+    // Only call messages count as activity: pings alone do not hold a
+    // place on the pod.
+    let mut idle_until = tokio::time::Instant::now() + pod.settings.text_idle;
     loop {
         if session.ended() {
             return session.engine_close_reason();
         }
         let message = tokio::select! {
             m = socket.recv() => m,
+            () = tokio::time::sleep_until(idle_until) => {
+                tracing::info!(call_id = %session.call_id(), "text call idle: closed as a hang-up");
+                session.input(Input::Hangup, None);
+                return CloseReason::Hangup;
+            }
             () = Drain::until_forced(&mut forced) => return CloseReason::Drained,
         };
         let text = match message {
-            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Text(text))) => {
+                idle_until = tokio::time::Instant::now() + pod.settings.text_idle;
+                text
+            }
             Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                 session.input(Input::Hangup, None);
                 return CloseReason::Hangup;

@@ -25,23 +25,14 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// `<Connect><Stream>` to the media WebSocket at `stream_url`, carrying
-/// `parameters` as `<Parameter>`s (Twilio hands them back in the stream's
-/// `start` message as `customParameters`).
-pub fn connect_stream(stream_url: &str, parameters: &[(&str, &str)]) -> String {
-    let mut xml = String::with_capacity(256 + 64 * parameters.len());
-    xml.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Connect><Stream url=\"");
-    xml.push_str(&escape(stream_url));
-    xml.push_str("\">");
-    for (name, value) in parameters {
-        xml.push_str("<Parameter name=\"");
-        xml.push_str(&escape(name));
-        xml.push_str("\" value=\"");
-        xml.push_str(&escape(value));
-        xml.push_str("\" />");
-    }
-    xml.push_str("</Stream></Connect></Response>");
-    xml
+/// `<Connect><Stream>` to the media WebSocket at `stream_url` (its ticket
+/// in the path: nothing the stream's `customParameters` say is trusted, so
+/// none are sent).
+pub fn connect_stream(stream_url: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Connect><Stream url=\"{}\" /></Connect></Response>",
+        escape(stream_url)
+    )
 }
 
 /// The fixed message for a number that routes nowhere, then a hang-up.
@@ -65,10 +56,10 @@ pub fn hang_up() -> String {
     "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>".to_owned()
 }
 
-/// The media WebSocket URL for a public base URL: `https` becomes `wss`,
-/// `http` becomes `ws` (local development), and the path is appended to
-/// whatever path prefix the base has.
-pub fn media_url(public_url: &str) -> String {
+/// The media WebSocket URL of a stream ticket for a public base URL:
+/// `https` becomes `wss`, `http` becomes `ws` (local development), and the
+/// path is appended to whatever path prefix the base has.
+pub fn media_url(public_url: &str, ticket: &str) -> String {
     let base = public_url.trim_end_matches('/');
     let base = if let Some(rest) = base.strip_prefix("https://") {
         format!("wss://{rest}")
@@ -77,7 +68,7 @@ pub fn media_url(public_url: &str) -> String {
     } else {
         base.to_owned()
     };
-    format!("{base}/twilio/media")
+    format!("{base}/twilio/media/{ticket}")
 }
 
 #[cfg(test)]
@@ -85,18 +76,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stream_twiml_escapes_parameters() {
-        let xml = connect_stream(
-            "wss://voice.example/twilio/media",
-            &[("caller", "+61400000000"), ("odd", "a\"b<c>&'")],
-        );
+    fn stream_twiml_names_only_the_url() {
+        let xml = connect_stream("wss://voice.example/twilio/media/e30.1.x?a=1&b=<2>");
         assert_eq!(
             xml,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Connect>\
-             <Stream url=\"wss://voice.example/twilio/media\">\
-             <Parameter name=\"caller\" value=\"+61400000000\" />\
-             <Parameter name=\"odd\" value=\"a&quot;b&lt;c&gt;&amp;&apos;\" />\
-             </Stream></Connect></Response>"
+             <Stream url=\"wss://voice.example/twilio/media/e30.1.x?a=1&amp;b=&lt;2&gt;\" />\
+             </Connect></Response>"
         );
     }
 
@@ -110,12 +96,12 @@ mod tests {
     #[test]
     fn media_urls_follow_the_scheme() {
         assert_eq!(
-            media_url("https://voice.example/"),
-            "wss://voice.example/twilio/media"
+            media_url("https://voice.example/", "T"),
+            "wss://voice.example/twilio/media/T"
         );
         assert_eq!(
-            media_url("http://127.0.0.1:8080/pool-a"),
-            "ws://127.0.0.1:8080/pool-a/twilio/media"
+            media_url("http://127.0.0.1:8080/pool-a", "T"),
+            "ws://127.0.0.1:8080/pool-a/twilio/media/T"
         );
     }
 

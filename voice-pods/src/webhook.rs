@@ -138,27 +138,21 @@ pub async fn voice(
     let call_sid = param(&params, "CallSid").unwrap_or_default();
     let caller = param(&params, "From").unwrap_or_default();
     let claims = StreamClaims {
-        call_sid,
-        config_version: &route.active_version,
-        caller,
-        callee: to,
-        attempt: "",
+        call_sid: call_sid.to_owned(),
+        config_version: route.active_version.clone(),
+        caller: caller.to_owned(),
+        callee: to.to_owned(),
+        attempt: String::new(),
     };
-    let stream_token = pod
+    let ticket = pod
         .settings
         .stream_secret
         .issue(&claims, chrono::Utc::now().timestamp());
     tracing::info!(call_sid, to, version = %route.active_version, "call answered with a media stream");
-    xml(twiml::connect_stream(
-        &twiml::media_url(&pod.settings.public_url),
-        &[
-            (crate::media_call::PARAM_VERSION, &route.active_version),
-            (crate::media_call::PARAM_CALLER, caller),
-            (crate::media_call::PARAM_CALLEE, to),
-            (crate::media_call::PARAM_CALL_SID, call_sid),
-            (crate::media_call::PARAM_TOKEN, &stream_token),
-        ],
-    ))
+    xml(twiml::connect_stream(&twiml::media_url(
+        &pod.settings.public_url,
+        &ticket,
+    )))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::parameters;
+use common::stream_of;
 
 use dialtone_crds::campaign::{
     CampaignPurpose, CampaignRetries, Pacing, Schedule, VoicemailAction, VoicemailPolicy,
@@ -140,12 +140,16 @@ async fn campaign_callbacks_verify_with_the_attempts_account_and_finish_once() {
 
     let (status, twiml) = post(&answer_url, &human, AUTH_TOKEN).await;
     assert_eq!(status, 200, "{twiml}");
-    let params = parameters(&twiml);
-    assert_eq!(params["attempt"], id.to_string());
-    assert_eq!(params["configVersion"], seeded.version.hash);
-    assert_eq!(params["caller"], caller_id);
-    assert_eq!(params["callee"], lead);
-    assert!(!params["token"].is_empty());
+    let (url, claims) = stream_of(&twiml);
+    assert!(
+        url.starts_with(&format!("ws://{}/twilio/media/", pod.addr)),
+        "{url}"
+    );
+    assert_eq!(claims.attempt, id.to_string());
+    assert_eq!(claims.config_version, seeded.version.hash);
+    assert_eq!(claims.caller, caller_id);
+    assert_eq!(claims.callee, lead);
+    assert_eq!(claims.call_sid, "CAcampaign1");
 
     let machine = form(&[
         ("CallSid", "CAcampaign1"),

@@ -15,37 +15,6 @@ use dialtone_voice::testkit::{
 };
 use serde_json::json;
 
-fn form(params: &[(String, String)]) -> String {
-    serde_urlencoded::to_string(params).unwrap()
-}
-
-fn params(to: &str, call_sid: &str) -> Vec<(String, String)> {
-    [
-        ("AccountSid", "ACtest"),
-        ("CallSid", call_sid),
-        ("From", "+61400000009"),
-        ("To", to),
-        ("CallStatus", "ringing"),
-        ("Direction", "inbound"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect()
-}
-
-async fn post(pod: &TestPod, body: String, signature: Option<&str>) -> (u16, String) {
-    let mut request = reqwest::Client::new()
-        .post(format!("http://{}/twilio/voice", pod.addr))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body);
-    if let Some(s) = signature {
-        request = request.header("X-Twilio-Signature", s);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_voice_webhook_answers_only_signed_requests() {
     let Some(url) = testkit::database_or_skip("voice webhook") else {
@@ -77,19 +46,15 @@ async fn the_voice_webhook_answers_only_signed_requests() {
 
     let (status, twiml) = post(&pod, form(&p), Some(&good)).await;
     assert_eq!(status, 200, "{twiml}");
+    let (url, claims) = stream_of(&twiml);
     assert!(
-        twiml.contains(&format!(
-            "<Connect><Stream url=\"ws://{}/twilio/media\">",
-            pod.addr
-        )),
-        "{twiml}"
+        url.starts_with(&format!("ws://{}/twilio/media/", pod.addr)),
+        "{url}"
     );
-    let params = parameters(&twiml);
-    assert_eq!(params["configVersion"], seeded.version.hash);
-    assert_eq!(params["caller"], "+61400000009");
-    assert_eq!(params["callee"], number);
-    assert_eq!(params["callSid"], "CAsigned");
-    assert!(!params["token"].is_empty());
+    assert_eq!(claims.config_version, seeded.version.hash);
+    assert_eq!(claims.caller, "+61400000009");
+    assert_eq!(claims.callee, number);
+    assert_eq!(claims.call_sid, "CAsigned");
     seeded.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();
 }
@@ -173,20 +138,35 @@ async fn a_media_stream_call_plays_audio_takes_keys_and_records_everything() {
     )
     .await;
     assert_eq!(status, 200);
-    let custom = parameters(&twiml);
+    let (stream_url, _) = stream_of(&twiml);
 
-    // A stream whose token does not match is refused before anything runs.
-    let mut forged = connect(&format!("ws://{}/twilio/media", pod.addr)).await;
-    let mut bad = custom.clone();
-    bad.insert("configVersion".to_owned(), "sha256:forged".to_owned());
-    send(&mut forged, json!({"event": "start", "start": {"streamSid": "MZx", "callSid": "CAmedia", "customParameters": bad}})).await;
-    assert!(
-        next_json(&mut forged).await.is_none(),
-        "forged stream closed"
-    );
-    assert_eq!(pod.pod.metrics.rejections("stream-token"), 1);
+    // Without a ticket the pod's secret opens, no WebSocket is opened.
+    let base = format!("ws://{}/twilio/media", pod.addr);
+    for forged in [
+        format!("{base}/forged"),
+        base.clone(),
+        format!("{base}/{}", "A".repeat(4_000)),
+    ] {
+        match tokio_tungstenite::connect_async(&forged).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert!(
+                    matches!(r.status().as_u16(), 401 | 404),
+                    "{forged}: {}",
+                    r.status()
+                );
+            }
+            other => panic!("{forged} must be refused before the upgrade, got {other:?}"),
+        }
+    }
+    assert_eq!(pod.pod.metrics.rejections("stream-token"), 2);
 
-    let mut socket = connect(&format!("ws://{}/twilio/media", pod.addr)).await;
+    let mut socket = connect(&stream_url).await;
+    // A ticket opens one stream: a copy of it is refused.
+    match tokio_tungstenite::connect_async(&stream_url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("a replayed ticket must be refused, got {other:?}"),
+    }
+    assert_eq!(pod.pod.metrics.rejections("stream-replay"), 1);
     send(
         &mut socket,
         json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
@@ -198,7 +178,7 @@ async fn a_media_stream_call_plays_audio_takes_keys_and_records_everything() {
             "accountSid": "ACtest", "streamSid": "MZtest", "callSid": "CAmedia",
             "tracks": ["inbound"],
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            "customParameters": custom,
+            "customParameters": {"configVersion": "sha256:ignored"},
         }}),
     )
     .await;

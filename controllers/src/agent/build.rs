@@ -228,6 +228,7 @@ pub fn dedicated(
         mounts,
         &runtime.cpu,
         &runtime.memory,
+        runtime.calls_per_pod,
         voice,
         &public_url,
         false,
@@ -329,6 +330,7 @@ pub fn pool(
         mounts,
         &pool.cpu,
         &pool.memory,
+        pool.calls_per_pod,
         voice,
         &public_url,
         true,
@@ -603,9 +605,14 @@ fn spread(topology_key: &str, selector: &BTreeMap<String, String>) -> TopologySp
     }
 }
 
+/// How many calls a voice pod takes beyond the `callsPerPod` the
+/// autoscaler aims at, while new pods start; past this it refuses with 503
+/// rather than run out of memory.
+const CALL_HEADROOM: i64 = 2;
+
 /// The voice pod: one `dialtone-voice` container, restricted security
-/// profile, probes, and a grace period covering the drain. Nothing in it
-/// depends on a config version.
+/// profile, probes, a call cap, and a grace period covering the drain.
+/// Nothing in it depends on a config version.
 #[allow(clippy::too_many_arguments)]
 fn pod_template(
     labels: &BTreeMap<String, String>,
@@ -613,6 +620,7 @@ fn pod_template(
     mounts: &[CredentialMount],
     cpu: &str,
     memory: &str,
+    calls_per_pod: i32,
     voice: &VoiceSettings,
     public_url: &str,
     optional_credentials: bool,
@@ -677,6 +685,10 @@ fn pod_template(
             env("DIALTONE_CREDENTIALS_DIR", CREDENTIALS_DIR),
             env("DIALTONE_SPILL_PATH", format!("{SPILL_DIR}/events.spill")),
             env("DIALTONE_DRAIN_SECONDS", voice.drain_seconds.to_string()),
+            env(
+                "DIALTONE_MAX_CALLS",
+                (i64::from(calls_per_pod.max(1)) * CALL_HEADROOM).to_string(),
+            ),
             secret_env("DATABASE_URL", &voice.secret, DATABASE_URL_KEY),
             secret_env("DIALTONE_STREAM_SECRET", &voice.secret, STREAM_SECRET_KEY),
             field_env("POD_NAME", "metadata.name"),

@@ -261,6 +261,12 @@ fn dedicated_voice_pods_are_restricted_probed_spread_and_drain() {
         .map(|e| (e.name.as_str(), e.value.as_deref()))
         .collect();
     assert!(env.contains(&("DIALTONE_DRAIN_SECONDS", Some("300"))));
+    let per_pod = e.agent.spec.runtime.calls_per_pod;
+    let cap = (per_pod * 2).to_string();
+    assert!(
+        env.contains(&("DIALTONE_MAX_CALLS", Some(cap.as_str()))),
+        "twice the {per_pod} calls the autoscaler aims at"
+    );
     assert!(env.contains(&("DIALTONE_PUBLIC_URL", Some("https://voice.example.com"))));
     assert!(
         env.contains(&("DATABASE_URL", None)),

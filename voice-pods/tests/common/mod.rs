@@ -2,9 +2,10 @@
 #![allow(dead_code)] // each test binary uses a different part
 #![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use dialtone_voice::testkit::{self, TestPod};
+use dialtone_voice::token::{StreamClaims, StreamSecret};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -144,18 +145,50 @@ pub fn types(events: &[(i32, String, Value)]) -> Vec<&str> {
     events.iter().map(|e| e.1.as_str()).collect()
 }
 
-/// `name → value` of the TwiML's `<Parameter>`s.
-pub fn parameters(twiml: &str) -> BTreeMap<String, String> {
-    twiml
-        .split("<Parameter ")
-        .skip(1)
-        .map(|p| {
-            let attr = |name: &str| {
-                let start = p.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-                let len = p[start..].find('"').unwrap();
-                p[start..start + len].to_owned()
-            };
-            (attr("name"), attr("value"))
-        })
-        .collect()
+/// The media stream URL of a `<Connect><Stream>` answer and the claims of
+/// its ticket (opened with the test pods' stream secret).
+pub fn stream_of(twiml: &str) -> (String, StreamClaims) {
+    let start = twiml.find("<Stream url=\"").expect("a Stream") + "<Stream url=\"".len();
+    let len = twiml[start..].find('"').unwrap();
+    let url = twiml[start..start + len].replace("&amp;", "&");
+    let ticket = url.rsplit('/').next().unwrap();
+    let secret = StreamSecret::new(testkit::STREAM_SECRET.as_bytes()).unwrap();
+    let opened = secret
+        .open(ticket, chrono::Utc::now().timestamp())
+        .expect("a ticket the pod's secret opens");
+    (url, opened.claims)
+}
+
+/// A form body.
+pub fn form(params: &[(String, String)]) -> String {
+    serde_urlencoded::to_string(params).unwrap()
+}
+
+/// The voice webhook's parameters for a call to `to`.
+pub fn params(to: &str, call_sid: &str) -> Vec<(String, String)> {
+    [
+        ("AccountSid", "ACtest"),
+        ("CallSid", call_sid),
+        ("From", "+61400000009"),
+        ("To", to),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+/// Posts the voice webhook, signed with `signature` when given.
+pub async fn post(pod: &TestPod, body: String, signature: Option<&str>) -> (u16, String) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/twilio/voice", pod.addr))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some(s) = signature {
+        request = request.header("X-Twilio-Signature", s);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
 }
