@@ -71,6 +71,8 @@ pub struct RejectionLabels {
 pub struct RefusalLabels {
     /// `draining`, `pod-full` or `tenant-full`.
     pub reason: String,
+    /// The tenant whose call it was.
+    pub tenant: String,
 }
 
 /// Every metric of the voice pod.
@@ -265,20 +267,22 @@ impl Metrics {
             .inc();
     }
 
-    /// A call not admitted, for `reason`.
-    pub fn refused(&self, reason: &str) {
+    /// A call of `tenant` not admitted, for `reason`.
+    pub fn refused(&self, reason: &str, tenant: &str) {
         self.refusals
             .get_or_create(&RefusalLabels {
                 reason: reason.to_owned(),
+                tenant: tenant.to_owned(),
             })
             .inc();
     }
 
-    /// Calls not admitted for `reason` so far.
-    pub fn refusals(&self, reason: &str) -> u64 {
+    /// Calls of `tenant` not admitted for `reason` so far.
+    pub fn refusals(&self, reason: &str, tenant: &str) -> u64 {
         self.refusals
             .get(&RefusalLabels {
                 reason: reason.to_owned(),
+                tenant: tenant.to_owned(),
             })
             .map(|c| c.get())
             .unwrap_or(0)
@@ -339,7 +343,7 @@ mod tests {
             0.25,
         );
         m.rejected("invalid");
-        m.refused("tenant-full");
+        m.refused("tenant-full", "harbour-dental");
         m.connections_shed().inc();
         m.events(3, 1);
         m.workflow_jobs(4);
@@ -354,7 +358,7 @@ mod tests {
             r#"dialtone_voice_objective_completions_total{objective="book-appointment",result="completed"} 1"#,
             r#"dialtone_voice_cost_usd_total{tenant="harbour-dental",agent="reception",objective="book-appointment",core_version="0.1.0"} 0.25"#,
             r#"dialtone_voice_signature_rejections_total{reason="invalid"} 1"#,
-            r#"dialtone_voice_calls_refused_total{reason="tenant-full"} 1"#,
+            r#"dialtone_voice_calls_refused_total{reason="tenant-full",tenant="harbour-dental"} 1"#,
             "dialtone_voice_connections_shed_total 1",
             "dialtone_voice_events_buffered 3",
             "dialtone_voice_events_spilled 1",

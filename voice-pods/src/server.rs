@@ -52,7 +52,7 @@ fn admit(pod: &Pod, config: &CompiledConfig) -> Result<CallGuard, Refused> {
         .max_concurrent_calls
         .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(0));
     pod.drain.admit(&tenant.name, cap).inspect_err(|refused| {
-        pod.metrics.refused(refused.as_str());
+        pod.metrics.refused(refused.as_str(), &tenant.name);
     })
 }
 

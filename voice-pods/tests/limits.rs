@@ -180,7 +180,12 @@ async fn a_tenant_at_its_limit_gets_429_and_its_next_call_after_one_ends() {
         }
         other => panic!("a third call must get 429, got {other:?}"),
     }
-    assert_eq!(pod.pod.metrics.refusals("tenant-full"), 1);
+    assert_eq!(
+        pod.pod
+            .metrics
+            .refusals("tenant-full", &seeded.version.config.tenant.name),
+        1
+    );
     send(&mut first, json!({"type": "hangup"})).await;
     while next_json(&mut first).await.is_some() {}
     // The place is freed once the call has closed.

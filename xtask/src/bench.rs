@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: every benchmark, in release builds. Each prints its
 //! own figures; results worth keeping go in `docs/benchmarks.md`.
 //!
-//! The event-ingest, workflow, voice and convergence benchmarks run against the test
+//! The event-ingest, workflow, dialer, voice and convergence benchmarks run against the test
 //! environment (PostgreSQL, the Kubernetes control plane), which is brought
 //! up first.
 
@@ -51,6 +51,10 @@ pub fn run() -> Result<()> {
         Step::new(
             "workflow delivery: throughput, latency, outbox cost",
             || with_env(example(&root, "dialtone-workers", "bench")),
+        ),
+        Step::new(
+            "campaign dialer: 100,000 leads, overhead, queries and rate per dial",
+            || with_env(example(&root, "dialtone-workers", "dialer_bench")),
         ),
         Step::new("1,000 concurrent calls against one voice pod", || {
             with_env(example(&root, "dialtone-voice", "call_bench"))

@@ -15,6 +15,7 @@ use std::process::Command;
 use crate::cmd;
 use crate::demo_calls;
 use crate::demo_campaigns;
+use crate::demo_limits;
 use crate::demo_workflows;
 use crate::paths;
 use crate::steps::{self, Step};
@@ -213,6 +214,14 @@ pub fn run(keep: bool) -> Result<()> {
         Step::new(
             "each dial: caller id, answering-machine detection, the call",
             || demo_campaigns::show_attempts(&env()?),
+        ),
+        Step::new(
+            "a hostile client: forged stream, 50 MB frame, 1,000 idle sockets",
+            || {
+                let routes = routes.borrow();
+                let (number, ..) = routes.first().context("no routed number")?;
+                demo_limits::show(*voice_port.borrow(), number)
+            },
         ),
     ];
     let result = steps::run_all("cargo xtask demo", steps);

@@ -14,6 +14,7 @@ mod cmd;
 mod demo;
 mod demo_calls;
 mod demo_campaigns;
+mod demo_limits;
 mod demo_workflows;
 mod paths;
 mod schemas;

@@ -120,7 +120,14 @@ async fn walk(
         let Some(turn) = turn::run(pool, settings, &key).await? else {
             continue;
         };
-        metrics.turn(started.elapsed());
+        let took = started.elapsed();
+        metrics.turn(took);
+        tracing::debug!(
+            campaign = %format!("{}/{}", key.namespace, key.name),
+            dials = turn.dials.len(),
+            took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            "dialer turn"
+        );
         if let Some(reason) = turn.held {
             tracing::info!(campaign = %format!("{}/{}", key.namespace, key.name), reason, "campaign held");
         }

@@ -220,13 +220,26 @@ async fn dial(
         return Ok(turn);
     }
 
+    // A tick more than a minute: calls reach Twilio some milliseconds after
+    // their start is recorded, so Twilio sees no more than the rate in any
+    // minute either.
+    let (started_last_minute,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM campaign_attempts
+         WHERE namespace = $1 AND campaign = $2 AND started_at > $3",
+    )
+    .bind(&key.namespace)
+    .bind(&key.name)
+    .bind(now - Duration::minutes(1) - settings.tick)
+    .fetch_one(&mut **tx)
+    .await?;
     let allowance = pace::allowance(
         now,
         locked.next_dial_at,
-        settings.tick,
+        settings.tick * pace::CATCH_UP_TICKS,
         plan.pacing.calls_per_minute,
         plan.pacing.max_concurrent_calls,
         in_flight,
+        started_last_minute,
     );
     if allowance.dials == 0 {
         // Every slot is taken: look again next tick.
@@ -593,18 +606,33 @@ async fn take_caller_id(
     tenant_tz: Tz,
     now: DateTime<Utc>,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
-    let mut by_use: Vec<(i32, usize, NaiveDate)> = Vec::with_capacity(caller_ids.len());
-    for (i, (number, _)) in caller_ids.iter().enumerate() {
-        let day =
-            crate::limits::local_day(now, dialing::number_timezone(number).unwrap_or(tenant_tz));
-        let used: Option<(i32,)> =
-            sqlx::query_as("SELECT used FROM campaign_caller_usage WHERE number = $1 AND day = $2")
-                .bind(number)
-                .bind(day)
-                .fetch_optional(&mut **tx)
-                .await?;
-        by_use.push((used.map_or(0, |(u,)| u), i, day));
-    }
+    let numbers: Vec<&str> = caller_ids.iter().map(|(n, _)| n.as_str()).collect();
+    let days: Vec<NaiveDate> = numbers
+        .iter()
+        .map(|n| crate::limits::local_day(now, dialing::number_timezone(n).unwrap_or(tenant_tz)))
+        .collect();
+    // One read for every caller id's count on its own local day.
+    let used: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT u.number, u.used FROM campaign_caller_usage u
+         JOIN unnest($1::text[], $2::date[]) AS wanted(number, day)
+           ON u.number = wanted.number AND u.day = wanted.day",
+    )
+    .bind(&numbers)
+    .bind(&days)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut by_use: Vec<(i32, usize, NaiveDate)> = numbers
+        .iter()
+        .zip(&days)
+        .enumerate()
+        .map(|(i, (number, day))| {
+            let count = used
+                .iter()
+                .find(|(n, _)| n == number)
+                .map_or(0, |(_, u)| *u);
+            (count, i, *day)
+        })
+        .collect();
     by_use.sort_unstable();
     for (_, i, day) in by_use {
         let (number, version) = &caller_ids[i];
