@@ -2,7 +2,7 @@
 //!
 //! The voice pods mount each provider's Secret at
 //! `<credentials-dir>/<namespace>/<provider-name>/` (ClusterProviders under
-//! `cluster/` instead of a namespace), projected so that every file is named
+//! `_cluster/` instead of a namespace), projected so that every file is named
 //! by the key the vendor needs (`apiKey`, `accountSid`, `authToken`,
 //! `signingSecret`) whatever the Secret itself calls it.
 
@@ -13,8 +13,11 @@ use std::path::{Path, PathBuf};
 use dialtone_crds::agent::ProviderKind;
 use dialtone_engine::config::ProviderConfig;
 
-/// The directory ClusterProvider credentials are mounted under.
-pub const CLUSTER_DIR: &str = "cluster";
+/// The directory ClusterProvider credentials are mounted under, next to
+/// one directory per tenant namespace. A namespace name cannot hold `_`
+/// (RFC 1123), so no tenant can name a namespace that reads or overwrites
+/// the platform's credentials (it could with `cluster`).
+pub const CLUSTER_DIR: &str = "_cluster";
 
 /// Secret values of one provider, by key. `Debug` shows the keys only.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -73,7 +76,7 @@ pub enum CredentialsError {
 impl Credentials {
     /// Reads the keys `cfg`'s vendor needs
     /// (`Vendor::required_secret_keys`) from
-    /// `<dir>/<namespace or "cluster">/<cfg.name>/<key>`, dropping one
+    /// `<dir>/<namespace or "_cluster">/<cfg.name>/<key>`, dropping one
     /// trailing newline. Vendors that need none (builtin, sip) read nothing.
     /// The files are small and on a tmpfs, so this reads synchronously.
     pub fn load(

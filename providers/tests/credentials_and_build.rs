@@ -59,7 +59,7 @@ fn namespaced_and_cluster_providers_read_their_own_directories() {
     let dir = TempDir::new("layout");
     dir.write("plumbing/twilio-main/accountSid", "AC123\n");
     dir.write("plumbing/twilio-main/authToken", "tok-abc\r\n");
-    dir.write("cluster/deepgram/apiKey", "dg-key");
+    dir.write("_cluster/deepgram/apiKey", "dg-key");
     // Another tenant's provider of the same name must not be read.
     dir.write("other/deepgram/apiKey", "not-ours");
 
@@ -85,6 +85,20 @@ fn namespaced_and_cluster_providers_read_their_own_directories() {
         Vendor::Deepgram,
     );
     let creds = Credentials::load(dir.path(), &deepgram, "other").unwrap();
+    assert_eq!(creds.get("apiKey"), Some("dg-key"));
+
+    // A tenant whose namespace is called `cluster` reads its own Provider,
+    // never the platform's ClusterProvider of the same name.
+    dir.write("cluster/deepgram/apiKey", "tenant-key");
+    let tenants = provider(
+        "deepgram",
+        ProviderKind::Provider,
+        ProviderType::Stt,
+        Vendor::Deepgram,
+    );
+    let creds = Credentials::load(dir.path(), &tenants, "cluster").unwrap();
+    assert_eq!(creds.get("apiKey"), Some("tenant-key"));
+    let creds = Credentials::load(dir.path(), &deepgram, "cluster").unwrap();
     assert_eq!(creds.get("apiKey"), Some("dg-key"));
 }
 

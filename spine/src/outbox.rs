@@ -120,7 +120,7 @@ pub struct NewJob {
     pub trigger: String,
     /// Its action.
     pub action: String,
-    /// `<namespace>/<name>`, `cluster/<name>` or `builtin`.
+    /// `<namespace>/<name>`, `_cluster/<name>` or `builtin`.
     pub provider: String,
     /// The vendor.
     pub vendor: String,
@@ -227,11 +227,13 @@ fn job(t: &Triggered<'_>, row: &CallRow, plan: &Plan, w: &Workflow) -> NewJob {
     }
 }
 
-/// The unit rate limits are counted in: one vendor account.
+/// The unit rate limits are counted in: one vendor account. `_cluster` is
+/// no namespace name, so a tenant's Provider never shares a ClusterProvider's
+/// key.
 pub fn provider_key(p: &ProviderConfig, namespace: &str) -> String {
     match p.kind {
         ProviderKind::Provider => format!("{namespace}/{}", p.name),
-        ProviderKind::ClusterProvider => format!("cluster/{}", p.name),
+        ProviderKind::ClusterProvider => format!("_cluster/{}", p.name),
     }
 }
 

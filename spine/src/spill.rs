@@ -33,8 +33,10 @@ pub(crate) struct SpilledLine {
 
 /// A spill line that cannot be delivered.
 pub(crate) struct Unreadable {
-    /// The raw line.
+    /// The raw line (with U+FFFD for bytes that are not UTF-8).
     pub line: String,
+    /// The exact bytes, when they are not UTF-8 (so nothing is lost).
+    pub bytes: Option<Vec<u8>>,
     /// Why.
     pub error: String,
 }
@@ -138,20 +140,25 @@ impl Spill {
         let mut reader = BufReader::new(file);
         let mut lines = Vec::new();
         let mut at = self.offset;
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         while lines.len() < max {
             buf.clear();
-            let n = reader.read_line(&mut buf).await?;
+            let n = reader.read_until(b'\n', &mut buf).await?;
             // A line without its newline is still being appended: only
             // whole lines are delivered.
-            if n == 0 || !buf.ends_with('\n') {
+            if n == 0 || !buf.ends_with(b"\n") {
                 break;
             }
             let (start, end) = (at, at + n as u64);
             at = end;
-            let line = buf.trim_end();
-            let parsed = serde_json::from_str::<EventRow>(line)
-                .map_err(|e| e.to_string())
+            // Bytes that are not UTF-8 (a disk fault, a foreign write) make
+            // that line unreadable, never the file: delivery goes on past it.
+            let text = String::from_utf8_lossy(&buf);
+            let line = text.trim_end();
+            let utf8 = std::str::from_utf8(&buf).is_ok();
+            let parsed = std::str::from_utf8(&buf)
+                .map_err(|e| format!("not UTF-8: {e}"))
+                .and_then(|_| serde_json::from_str::<EventRow>(line).map_err(|e| e.to_string()))
                 .and_then(|mut row| {
                     // Lines of an older build may hold a NUL.
                     row.make_storable();
@@ -162,6 +169,7 @@ impl Spill {
                 })
                 .map_err(|error| Unreadable {
                     line: line.to_owned(),
+                    bytes: (!utf8).then(|| buf.clone()),
                     error,
                 });
             lines.push(SpilledLine { start, end, parsed });
@@ -298,6 +306,41 @@ mod tests {
         assert_eq!(lines.len(), 1);
         let bad = lines[0].parsed.as_ref().expect_err("unreadable");
         assert_eq!(bad.line, "not json");
+    }
+
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_is_reported_and_delivery_goes_past_it() {
+        let path = temp_path("events.jsonl");
+        let mut spill = Spill::open(&path).await.expect("opens");
+        spill.append(&[row(0)]).await.expect("appends");
+        drop(spill);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .await
+            .expect("opens");
+        f.write_all(b"{\"callId\":\"\xff\xfe\"}\n")
+            .await
+            .expect("writes");
+        drop(f);
+        let mut spill = Spill::open(&path).await.expect("reopens");
+        spill.append(&[row(2)]).await.expect("appends");
+        let lines = spill.read(10).await.expect("reads past the bad bytes");
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].parsed.is_ok());
+        let bad = lines[1].parsed.as_ref().expect_err("unreadable");
+        assert!(bad.error.starts_with("not UTF-8"), "{}", bad.error);
+        assert!(
+            bad.line.contains('\u{fffd}'),
+            "readable, lossily: {}",
+            bad.line
+        );
+        assert_eq!(
+            bad.bytes.as_deref(),
+            Some(&b"{\"callId\":\"\xff\xfe\"}\n"[..]),
+            "kept exactly"
+        );
+        assert_eq!(lines[2].parsed.as_ref().map(|(e, _)| e.seq).ok(), Some(2));
         assert_eq!(
             rejected_path(&path).file_name().and_then(|n| n.to_str()),
             Some("events.jsonl.rejected")

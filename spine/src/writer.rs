@@ -594,7 +594,7 @@ impl Writer {
             // Unreadable lines are dead-lettered once, when passed.
             for (index, bad) in unreadable {
                 if index < done {
-                    self.reject(serde_json::json!({"error": bad.error, "line": bad.line}))
+                    self.reject(serde_json::json!({"error": bad.error, "line": bad.line, "lineBytes": bad.bytes}))
                         .await;
                 }
             }

@@ -28,7 +28,7 @@ struct Args {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
     /// Where provider credentials are mounted:
-    /// <dir>/<namespace or "cluster">/<provider>/<key>.
+    /// <dir>/<namespace or "_cluster">/<provider>/<key>.
     #[arg(
         long,
         env = "DIALTONE_CREDENTIALS_DIR",

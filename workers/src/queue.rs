@@ -38,7 +38,7 @@ pub struct Job {
     pub trigger: String,
     /// Its action.
     pub action: String,
-    /// The vendor account: `<namespace>/<name>`, `cluster/<name>`, `builtin`.
+    /// The vendor account: `<namespace>/<name>`, `_cluster/<name>`, `builtin`.
     pub provider: String,
     /// The vendor.
     pub vendor: String,

@@ -157,6 +157,23 @@ mod tests {
         let a = mirror_name("dialtone-voice-pool", "tenant-a", "twilio");
         assert!(a.starts_with("dialtone-voice-pool-cred-"));
         assert_ne!(a, mirror_name("dialtone-voice-pool", "tenant-b", "twilio"));
-        assert_ne!(a, mirror_name("dialtone-voice-pool", "cluster", "twilio"));
+        assert_ne!(
+            a,
+            mirror_name(
+                "dialtone-voice-pool",
+                super::super::resolve::CLUSTER_SCOPE,
+                "twilio"
+            )
+        );
+        // A tenant namespace called `cluster` gets its own copy, never the
+        // platform's.
+        assert_ne!(
+            mirror_name("dialtone-voice-pool", "cluster", "twilio"),
+            mirror_name(
+                "dialtone-voice-pool",
+                super::super::resolve::CLUSTER_SCOPE,
+                "twilio"
+            )
+        );
     }
 }

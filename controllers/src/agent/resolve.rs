@@ -13,9 +13,9 @@ use kube::ResourceExt;
 use super::build::CredentialMount;
 use super::names::mirror_name;
 
-/// The directory ClusterProvider credentials are mounted under (see
-/// `dialtone_providers::credentials`).
-pub const CLUSTER_SCOPE: &str = "cluster";
+/// The directory ClusterProvider credentials are mounted under, and the
+/// scope their pool copies are named by: never a namespace name.
+pub const CLUSTER_SCOPE: &str = dialtone_providers::credentials::CLUSTER_DIR;
 
 /// The Tenant whose namespace is `namespace`.
 pub fn tenant_of(tenants: &[Arc<Tenant>], namespace: &str) -> Option<Arc<Tenant>> {
@@ -416,7 +416,7 @@ workflows:
         let err = dedicated_mounts("tenant-a", &resolved).expect_err("not mountable");
         assert_eq!(err.provider, "ClusterProvider/deepgram");
         assert!(err.to_string().contains("dialtone-system/dg"), "{err}");
-        // The pool copies them instead, under cluster/.
+        // The pool copies them instead, under _cluster/.
         let mirrors = pool_mirrors("tenant-a", &resolved, "pool");
         assert_eq!(mirrors.len(), 2);
         let dg = mirrors
