@@ -3,6 +3,7 @@
 //! Everything runs the same engine and capture code as the operator and the
 //! voice pods, so what passes here passes there.
 
+mod campaigns;
 mod load;
 mod loadtest;
 mod projections;
@@ -137,6 +138,22 @@ enum Command {
         #[command(subcommand)]
         command: workflows::WorkflowsCommand,
     },
+    /// A campaign's progress and its leads' outcomes.
+    Campaign {
+        /// The event spine's database.
+        #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+        database_url: Option<String>,
+        #[command(subcommand)]
+        command: campaigns::CampaignCommand,
+    },
+    /// The do-not-call register copy the dialer checks.
+    Dnc {
+        /// The event spine's database.
+        #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+        database_url: Option<String>,
+        #[command(subcommand)]
+        command: campaigns::DncCommand,
+    },
     /// Rebuild the calls projection from the call events alone.
     RebuildProjections {
         /// Only this tenant's calls.
@@ -159,6 +176,8 @@ enum CliError {
     Rebuild(#[from] projections::RebuildError),
     #[error(transparent)]
     Workflows(#[from] workflows::WorkflowsError),
+    #[error(transparent)]
+    Campaigns(#[from] campaigns::CampaignCliError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -223,6 +242,24 @@ fn main() -> ExitCode {
             Some(url) => workflows::run(&url, command).map_err(CliError::from),
             None => Err(CliError::Usage(
                 "dialtone workflows needs --database-url or DATABASE_URL".into(),
+            )),
+        },
+        Command::Campaign {
+            database_url,
+            command,
+        } => match database_url {
+            Some(url) => campaigns::run_campaign(&url, command).map_err(CliError::from),
+            None => Err(CliError::Usage(
+                "dialtone campaign needs --database-url or DATABASE_URL".into(),
+            )),
+        },
+        Command::Dnc {
+            database_url,
+            command,
+        } => match database_url {
+            Some(url) => campaigns::run_dnc(&url, command).map_err(CliError::from),
+            None => Err(CliError::Usage(
+                "dialtone dnc needs --database-url or DATABASE_URL".into(),
             )),
         },
     };

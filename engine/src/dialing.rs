@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use dialtone_crds::campaign::{CampaignPurpose, Schedule};
-use dialtone_crds::common::Weekday;
+use dialtone_crds::common::{Locale, Weekday};
 use serde::{Deserialize, Serialize};
 
 use crate::hours::minutes;
@@ -314,6 +314,48 @@ pub fn recipient_timezone(lead_timezone: Option<&str>, phone: &str, tenant: Tz) 
         .unwrap_or(tenant)
 }
 
+/// `text` as E.164 for a caller in `locale`'s country: spaces, dots,
+/// dashes and brackets dropped, `00` read as `+`, a national number with a
+/// leading trunk `0` (AU) or ten digits (US) given the country code.
+pub fn normalize_phone(text: &str, locale: Locale) -> Result<String, String> {
+    let trimmed = text.trim();
+    let mut digits = String::with_capacity(16);
+    let mut plus = false;
+    for (i, c) in trimmed.chars().enumerate() {
+        match c {
+            '+' if i == 0 => plus = true,
+            '0'..='9' => digits.push(c),
+            ' ' | '-' | '.' | '(' | ')' => {}
+            _ => return Err(format!("{trimmed:?} is not a phone number")),
+        }
+    }
+    let international = if plus {
+        digits
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        rest.to_owned()
+    } else {
+        match locale {
+            Locale::EnAu => match digits.strip_prefix('0') {
+                Some(national) if national.len() == 9 => format!("61{national}"),
+                _ if digits.starts_with("61") && digits.len() == 11 => digits,
+                _ => return Err(format!("{trimmed:?} is not an Australian number")),
+            },
+            Locale::EnUs => match digits.len() {
+                10 => format!("1{digits}"),
+                11 if digits.starts_with('1') => digits,
+                _ => return Err(format!("{trimmed:?} is not a US number")),
+            },
+        }
+    };
+    let valid =
+        international.len() >= 7 && international.len() <= 15 && !international.starts_with('0');
+    if valid {
+        Ok(format!("+{international}"))
+    } else {
+        Err(format!("{trimmed:?} is not a phone number"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,5 +563,31 @@ mod tests {
             recipient_timezone(Some("Not/AZone"), "+61412345678", tenant),
             tenant
         );
+    }
+
+    #[test]
+    fn numbers_normalise_with_the_tenant_region() {
+        assert_eq!(
+            normalize_phone("0412 345 678", Locale::EnAu).unwrap(),
+            "+61412345678"
+        );
+        assert_eq!(
+            normalize_phone("(02) 9000-1234", Locale::EnAu).unwrap(),
+            "+61290001234"
+        );
+        assert_eq!(
+            normalize_phone("+61 412 345 678", Locale::EnAu).unwrap(),
+            "+61412345678"
+        );
+        assert_eq!(
+            normalize_phone("0061412345678", Locale::EnAu).unwrap(),
+            "+61412345678"
+        );
+        assert_eq!(
+            normalize_phone("(415) 555-0100", Locale::EnUs).unwrap(),
+            "+14155550100"
+        );
+        assert!(normalize_phone("12345", Locale::EnAu).is_err());
+        assert!(normalize_phone("call me", Locale::EnAu).is_err());
     }
 }

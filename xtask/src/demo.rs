@@ -215,6 +215,9 @@ pub fn run(keep: bool) -> Result<()> {
             "each dial: caller id, answering-machine detection, the call",
             || demo_campaigns::show_attempts(&env()?),
         ),
+        Step::new("dialtone campaign status, export and dnc import", || {
+            demo_campaigns::cli(&env()?, &target_dir(&root)?)
+        }),
         Step::new(
             "a hostile client: forged stream, 50 MB frame, 1,000 idle sockets",
             || {

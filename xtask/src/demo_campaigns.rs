@@ -4,7 +4,8 @@
 //! local Twilio server, answered into the voice pod as outbound calls, and
 //! what `kubectl get campaigns` and PostgreSQL say at the end.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -295,4 +296,42 @@ pub fn show_attempts(env: &Env) -> Result<()> {
     ]))?;
     println!("Priya Patel's window opens at {leads} (08:00 her time)");
     Ok(())
+}
+
+/// The campaign from the CLI: `dialtone campaign status` and `export`, and
+/// a do-not-call register copy loaded with `dialtone dnc import`.
+pub fn cli(env: &Env, target: &Path) -> Result<()> {
+    let program = target.join("debug").join("dialtone");
+    let campaign = format!("{NAMESPACE}/{CAMPAIGN}");
+    cmd::run(
+        env.apply(&mut Command::new(&program))
+            .args(["campaign", "status", &campaign]),
+    )?;
+    let export = env.dir.join("campaign-export.csv");
+    cmd::run(env.apply(&mut Command::new(&program)).args([
+        "campaign",
+        "export",
+        &campaign,
+        &format!("--output={}", export.display()),
+    ]))?;
+    let csv = std::fs::read_to_string(&export).context("reading the export")?;
+    println!("{} (first lines):", export.display());
+    for line in csv.lines().take(3) {
+        println!("  {line}");
+    }
+    if csv.lines().count() != 6 {
+        bail!("the export should hold a header and five leads:\n{csv}");
+    }
+    let register = env.dir.join("dnc-register.csv");
+    std::fs::write(
+        &register,
+        "phone\n0412 000 004\n+61 2 9000 0001 # a landline\n",
+    )
+    .context("writing the register file")?;
+    cmd::run(env.apply(&mut Command::new(&program)).args([
+        "dnc",
+        "import",
+        &register.display().to_string(),
+        "--source=demo",
+    ]))
 }

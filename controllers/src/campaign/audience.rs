@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use chrono_tz::Tz;
 use dialtone_crds::campaign::Lead;
 use dialtone_crds::common::Locale;
+use dialtone_engine::dialing::normalize_phone;
 use dialtone_spine::campaigns::LeadRow;
 
 /// The most leads one Campaign may hold (the hosted peers stop at 10,000).
@@ -53,48 +54,6 @@ pub enum CsvError {
     /// A quoted field never closes.
     #[error("line {0}: a quoted field is never closed")]
     Unterminated(usize),
-}
-
-/// `text` as E.164 for a caller in `locale`'s country: spaces, dots,
-/// dashes and brackets dropped, `00` read as `+`, a national number with a
-/// leading trunk `0` (AU) or ten digits (US) given the country code.
-pub fn normalize_phone(text: &str, locale: Locale) -> Result<String, String> {
-    let trimmed = text.trim();
-    let mut digits = String::with_capacity(16);
-    let mut plus = false;
-    for (i, c) in trimmed.chars().enumerate() {
-        match c {
-            '+' if i == 0 => plus = true,
-            '0'..='9' => digits.push(c),
-            ' ' | '-' | '.' | '(' | ')' => {}
-            _ => return Err(format!("{trimmed:?} is not a phone number")),
-        }
-    }
-    let international = if plus {
-        digits
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        rest.to_owned()
-    } else {
-        match locale {
-            Locale::EnAu => match digits.strip_prefix('0') {
-                Some(national) if national.len() == 9 => format!("61{national}"),
-                _ if digits.starts_with("61") && digits.len() == 11 => digits,
-                _ => return Err(format!("{trimmed:?} is not an Australian number")),
-            },
-            Locale::EnUs => match digits.len() {
-                10 => format!("1{digits}"),
-                11 if digits.starts_with('1') => digits,
-                _ => return Err(format!("{trimmed:?} is not a US number")),
-            },
-        }
-    };
-    let valid =
-        international.len() >= 7 && international.len() <= 15 && !international.starts_with('0');
-    if valid {
-        Ok(format!("+{international}"))
-    } else {
-        Err(format!("{trimmed:?} is not a phone number"))
-    }
 }
 
 fn check_timezone(tz: Option<&str>) -> Result<Option<String>, String> {
@@ -283,32 +242,6 @@ pub fn describe_bad_rows(bad: &[BadRow], inline: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_normalise_with_the_tenant_region() {
-        assert_eq!(
-            normalize_phone("0412 345 678", Locale::EnAu).unwrap(),
-            "+61412345678"
-        );
-        assert_eq!(
-            normalize_phone("(02) 9000-1234", Locale::EnAu).unwrap(),
-            "+61290001234"
-        );
-        assert_eq!(
-            normalize_phone("+61 412 345 678", Locale::EnAu).unwrap(),
-            "+61412345678"
-        );
-        assert_eq!(
-            normalize_phone("0061412345678", Locale::EnAu).unwrap(),
-            "+61412345678"
-        );
-        assert_eq!(
-            normalize_phone("(415) 555-0100", Locale::EnUs).unwrap(),
-            "+14155550100"
-        );
-        assert!(normalize_phone("12345", Locale::EnAu).is_err());
-        assert!(normalize_phone("call me", Locale::EnAu).is_err());
-    }
 
     #[test]
     fn bad_rows_are_reported_by_line_and_the_rest_load() {
