@@ -78,7 +78,7 @@ pub enum CampaignCliError {
     Campaign(#[from] campaigns::CampaignError),
     /// No async runtime.
     #[error("starting the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(#[from] std::io::Error),
     /// Not `<namespace>/<name>`.
     #[error("{0:?} is not <namespace>/<name>")]
     Name(String),
@@ -115,31 +115,12 @@ fn key(campaign: &str) -> Result<CampaignKey, CampaignCliError> {
     }
 }
 
-fn block_on<T>(
-    database_url: &str,
-    work: impl AsyncFnOnce(&PgPool) -> Result<T, CampaignCliError>,
-) -> Result<T, CampaignCliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(CampaignCliError::Runtime)?;
-    runtime.block_on(async {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(database_url)
-            .await?;
-        let result = work(&pool).await;
-        pool.close().await;
-        result
-    })
-}
-
 /// Runs a campaign command.
 pub fn run_campaign(
     database_url: &str,
     command: CampaignCommand,
 ) -> Result<bool, CampaignCliError> {
-    block_on(database_url, async |pool| match command {
+    crate::db::with_pool(database_url, async |pool| match command {
         CampaignCommand::Status { campaign } => status(pool, &key(&campaign)?).await,
         CampaignCommand::Leads {
             campaign,
@@ -169,7 +150,7 @@ pub fn run_dnc(database_url: &str, command: DncCommand) -> Result<bool, Campaign
         source,
     })?;
     let numbers = register_numbers(&text, locale)?;
-    block_on(database_url, async |pool| {
+    crate::db::with_pool(database_url, async |pool| {
         let mut tx = pool.begin().await?;
         sqlx::query("DELETE FROM dnc_register")
             .execute(&mut *tx)

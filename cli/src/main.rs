@@ -4,6 +4,7 @@
 //! voice pods, so what passes here passes there.
 
 mod campaigns;
+mod db;
 mod load;
 mod loadtest;
 mod projections;
@@ -193,6 +194,15 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
     move |source| CliError::Io { what, source }
 }
 
+/// The database URL a subcommand needs, or the usage error naming it.
+fn database(url: Option<String>, command: &str) -> Result<String, CliError> {
+    url.ok_or_else(|| {
+        CliError::Usage(format!(
+            "dialtone {command} needs --database-url or DATABASE_URL"
+        ))
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -238,30 +248,18 @@ fn main() -> ExitCode {
         Command::Workflows {
             database_url,
             command,
-        } => match database_url {
-            Some(url) => workflows::run(&url, command).map_err(CliError::from),
-            None => Err(CliError::Usage(
-                "dialtone workflows needs --database-url or DATABASE_URL".into(),
-            )),
-        },
+        } => database(database_url, "workflows")
+            .and_then(|url| workflows::run(&url, command).map_err(CliError::from)),
         Command::Campaign {
             database_url,
             command,
-        } => match database_url {
-            Some(url) => campaigns::run_campaign(&url, command).map_err(CliError::from),
-            None => Err(CliError::Usage(
-                "dialtone campaign needs --database-url or DATABASE_URL".into(),
-            )),
-        },
+        } => database(database_url, "campaign")
+            .and_then(|url| campaigns::run_campaign(&url, command).map_err(CliError::from)),
         Command::Dnc {
             database_url,
             command,
-        } => match database_url {
-            Some(url) => campaigns::run_dnc(&url, command).map_err(CliError::from),
-            None => Err(CliError::Usage(
-                "dialtone dnc needs --database-url or DATABASE_URL".into(),
-            )),
-        },
+        } => database(database_url, "dnc")
+            .and_then(|url| campaigns::run_dnc(&url, command).map_err(CliError::from)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -55,7 +55,7 @@ pub enum WorkflowsError {
     Db(#[from] sqlx::Error),
     /// No async runtime.
     #[error("starting the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(#[from] std::io::Error),
     /// No such job.
     #[error("no workflow job {0}")]
     NotFound(i64),
@@ -64,19 +64,7 @@ pub enum WorkflowsError {
 /// Runs the command; `false` when some ids were not in a state the command
 /// applies to.
 pub fn run(database_url: &str, command: WorkflowsCommand) -> Result<bool, WorkflowsError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(WorkflowsError::Runtime)?;
-    runtime.block_on(async {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(database_url)
-            .await?;
-        let ok = execute(&pool, command).await;
-        pool.close().await;
-        ok
-    })
+    crate::db::with_pool(database_url, async |pool| execute(pool, command).await)
 }
 
 type ListRow = (

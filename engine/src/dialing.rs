@@ -567,26 +567,15 @@ mod tests {
 
     #[test]
     fn numbers_normalise_with_the_tenant_region() {
-        assert_eq!(
-            normalize_phone("0412 345 678", Locale::EnAu).unwrap(),
-            "+61412345678"
-        );
-        assert_eq!(
-            normalize_phone("(02) 9000-1234", Locale::EnAu).unwrap(),
-            "+61290001234"
-        );
-        assert_eq!(
-            normalize_phone("+61 412 345 678", Locale::EnAu).unwrap(),
-            "+61412345678"
-        );
-        assert_eq!(
-            normalize_phone("0061412345678", Locale::EnAu).unwrap(),
-            "+61412345678"
-        );
-        assert_eq!(
-            normalize_phone("(415) 555-0100", Locale::EnUs).unwrap(),
-            "+14155550100"
-        );
+        for (text, locale, e164) in [
+            ("0412 345 678", Locale::EnAu, "+61412345678"),
+            ("(02) 9000-1234", Locale::EnAu, "+61290001234"),
+            ("+61 412 345 678", Locale::EnAu, "+61412345678"),
+            ("0061412345678", Locale::EnAu, "+61412345678"),
+            ("(415) 555-0100", Locale::EnUs, "+14155550100"),
+        ] {
+            assert_eq!(normalize_phone(text, locale).unwrap(), e164, "{text}");
+        }
         assert!(normalize_phone("12345", Locale::EnAu).is_err());
         assert!(normalize_phone("call me", Locale::EnAu).is_err());
     }
