@@ -368,15 +368,7 @@ mod tests {
     fn every_day(start: &str, end: &str) -> Schedule {
         Schedule {
             windows: vec![ScheduleWindow {
-                days: vec![
-                    Weekday::Monday,
-                    Weekday::Tuesday,
-                    Weekday::Wednesday,
-                    Weekday::Thursday,
-                    Weekday::Friday,
-                    Weekday::Saturday,
-                    Weekday::Sunday,
-                ],
+                days: Weekday::ALL.to_vec(),
                 start: start.to_owned(),
                 end: end.to_owned(),
             }],

@@ -130,16 +130,6 @@ impl Hours {
     }
 }
 
-const WEEK: [Weekday; 7] = [
-    Weekday::Monday,
-    Weekday::Tuesday,
-    Weekday::Wednesday,
-    Weekday::Thursday,
-    Weekday::Friday,
-    Weekday::Saturday,
-    Weekday::Sunday,
-];
-
 fn day_name(d: Weekday) -> &'static str {
     match d {
         Weekday::Monday => "Monday",
@@ -155,19 +145,26 @@ fn day_name(d: Weekday) -> &'static str {
 fn spoken_days(days: &[Weekday]) -> String {
     let mut idx: Vec<usize> = days
         .iter()
-        .filter_map(|d| WEEK.iter().position(|w| w == d))
+        .filter_map(|d| Weekday::ALL.iter().position(|w| w == d))
         .collect();
     idx.sort_unstable();
     idx.dedup();
     let consecutive = idx.windows(2).all(|w| w[1] == w[0] + 1);
     match idx.as_slice() {
         [] => String::new(),
-        [one] => day_name(WEEK[*one]).to_owned(),
+        [one] => day_name(Weekday::ALL[*one]).to_owned(),
         [first, .., last] if consecutive && idx.len() > 2 => {
-            format!("{} to {}", day_name(WEEK[*first]), day_name(WEEK[*last]))
+            format!(
+                "{} to {}",
+                day_name(Weekday::ALL[*first]),
+                day_name(Weekday::ALL[*last])
+            )
         }
         _ => {
-            let names: Vec<String> = idx.iter().map(|i| day_name(WEEK[*i]).to_owned()).collect();
+            let names: Vec<String> = idx
+                .iter()
+                .map(|i| day_name(Weekday::ALL[*i]).to_owned())
+                .collect();
             crate::phrasebook::spoken_list(&names, dialtone_crds::common::Locale::EnAu)
         }
     }

@@ -24,13 +24,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use chrono::{Timelike, Utc};
-use dialtone_crds::campaign::{
-    CampaignPurpose, CampaignRetries, Pacing, Schedule, ScheduleWindow, VoicemailPolicy,
-};
-use dialtone_crds::common::Weekday;
+use dialtone_crds::campaign::Pacing;
 use dialtone_crds::{Agent, Objective, Provider, Tenant};
-use dialtone_engine::dialing::{LegalFloor, LegalHours};
 use dialtone_engine::{CompileInput, compile};
 use dialtone_spine::campaigns::{self, CampaignKey, DialOutcome, DialPlan, LeadRow};
 use dialtone_spine::{routes, versions};
@@ -44,6 +39,10 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use uuid::Uuid;
+
+#[path = "../tests/common/campaign.rs"]
+mod campaign;
+use campaign::{always_open, daily_plan, zone_at};
 
 const LEADS: usize = 100_000;
 const CALLS_PER_MINUTE: i32 = 3_000;
@@ -164,28 +163,6 @@ async fn start_twilio(pool: PgPool) -> (String, Arc<Mutex<Vec<Instant>>>) {
     (url, placed)
 }
 
-/// The `Etc/GMT…` zone where it is 13:00 now, so every lead is well inside
-/// its window for the bench's few minutes.
-fn afternoon_zone() -> String {
-    let utc = i64::from(Utc::now().hour());
-    match (13 - utc + 35).rem_euclid(24) - 11 {
-        0 => "Etc/GMT".to_owned(),
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    }
-}
-
-fn always_open() -> LegalFloor {
-    let all = LegalHours {
-        days: std::array::from_fn(|_| Some("00:00-24:00".to_owned())),
-    };
-    LegalFloor {
-        telemarketing: all.clone(),
-        research: all,
-        public_holidays: Vec::new(),
-    }
-}
-
 /// Compiles and routes an Agent whose caller ids place calls through the
 /// local Twilio.
 async fn seed_agent(pool: &PgPool, namespace: &str, twilio_url: &str, caller_ids: &[String]) {
@@ -236,43 +213,15 @@ async fn seed_agent(pool: &PgPool, namespace: &str, twilio_url: &str, caller_ids
 }
 
 fn plan(caller_ids: &[String]) -> DialPlan {
-    DialPlan {
-        schedule: Schedule {
-            windows: vec![ScheduleWindow {
-                days: vec![
-                    Weekday::Monday,
-                    Weekday::Tuesday,
-                    Weekday::Wednesday,
-                    Weekday::Thursday,
-                    Weekday::Friday,
-                    Weekday::Saturday,
-                    Weekday::Sunday,
-                ],
-                start: "08:00".to_owned(),
-                end: "20:00".to_owned(),
-            }],
-            start_date: None,
-            end_date: None,
-        },
-        purpose: CampaignPurpose::Informational,
-        tenant_timezone: "UTC".to_owned(),
-        holidays: Vec::new(),
-        caller_ids: caller_ids.to_vec(),
-        pacing: Pacing {
+    daily_plan(
+        caller_ids,
+        Pacing {
             max_concurrent_calls: 500,
             calls_per_minute: CALLS_PER_MINUTE,
             per_caller_id_daily_cap: 5_000,
         },
-        retries: CampaignRetries {
-            max_attempts: 1,
-            backoff_minutes: 60,
-        },
-        respect_do_not_call: true,
-        suppress: Vec::new(),
-        budget_usd: None,
-        tenant_daily_budget_usd: None,
-        voicemail: VoicemailPolicy::default(),
-    }
+        1,
+    )
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -358,7 +307,8 @@ async fn main() {
     campaigns::upsert(&pool, &key, &namespace, "a", &plan(&caller_ids), true)
         .await
         .expect("plan");
-    let zone = afternoon_zone();
+    // Every lead well inside its window for the bench's few minutes.
+    let zone = zone_at(13);
     let leads: Vec<LeadRow> = (0..LEADS)
         .map(|i| LeadRow {
             phone: format!("+614{prefix:02}{i:06}"),

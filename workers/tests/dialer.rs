@@ -10,26 +10,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use dialtone_crds::campaign::{
-    CampaignPurpose, CampaignRetries, Pacing, Schedule, ScheduleWindow, VoicemailPolicy,
-};
-use dialtone_crds::common::Weekday;
-use dialtone_engine::dialing::{LegalFloor, LegalHours};
+use common::campaign::{always_open, daily_plan, zone_at};
+use dialtone_crds::campaign::Pacing;
 use dialtone_spine::campaigns::{self, CampaignKey, DialOutcome, DialPlan, LeadRow};
 use dialtone_workers::dialer::turn::{self, Turn, TurnSettings};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-fn always_open() -> LegalFloor {
-    let all = LegalHours {
-        days: std::array::from_fn(|_| Some("00:00-24:00".to_owned())),
-    };
-    LegalFloor {
-        telemarketing: all.clone(),
-        research: all,
-        public_holidays: Vec::new(),
-    }
-}
 
 fn settings() -> TurnSettings {
     TurnSettings {
@@ -40,54 +26,15 @@ fn settings() -> TurnSettings {
 }
 
 fn plan(caller_ids: &[String], max_concurrent: i32, cap: i32) -> DialPlan {
-    DialPlan {
-        schedule: Schedule {
-            windows: vec![ScheduleWindow {
-                days: vec![
-                    Weekday::Monday,
-                    Weekday::Tuesday,
-                    Weekday::Wednesday,
-                    Weekday::Thursday,
-                    Weekday::Friday,
-                    Weekday::Saturday,
-                    Weekday::Sunday,
-                ],
-                start: "08:00".to_owned(),
-                end: "20:00".to_owned(),
-            }],
-            start_date: None,
-            end_date: None,
-        },
-        purpose: CampaignPurpose::Informational,
-        tenant_timezone: "UTC".to_owned(),
-        holidays: Vec::new(),
-        caller_ids: caller_ids.to_vec(),
-        pacing: Pacing {
+    daily_plan(
+        caller_ids,
+        Pacing {
             max_concurrent_calls: max_concurrent,
             calls_per_minute: 6000,
             per_caller_id_daily_cap: cap,
         },
-        retries: CampaignRetries {
-            max_attempts: 2,
-            backoff_minutes: 60,
-        },
-        respect_do_not_call: true,
-        suppress: Vec::new(),
-        budget_usd: None,
-        tenant_daily_budget_usd: None,
-        voicemail: VoicemailPolicy::default(),
-    }
-}
-
-/// The `Etc/GMT…` zone where it is `hour` o'clock now.
-fn zone_at(hour: i64) -> String {
-    let utc = i64::from(chrono::Timelike::hour(&Utc::now()));
-    let offset = (hour - utc + 35).rem_euclid(24) - 11;
-    match offset {
-        0 => "Etc/GMT".to_owned(),
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    }
+        2,
+    )
 }
 
 fn number(prefix: u64, i: u64) -> String {

@@ -3,6 +3,8 @@
 //! that checks signatures and counts effects by idempotency key.
 #![allow(dead_code)] // Each test binary uses part of it.
 
+pub mod campaign;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
