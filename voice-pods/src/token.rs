@@ -173,29 +173,43 @@ pub const MAX_SPENT_TICKETS: usize = 100_000;
 /// Tickets already used on this pod, until they expire: a ticket opens one
 /// stream, so one copied off the wire within its minute is worthless here.
 #[derive(Debug, Default)]
-pub struct SpentTickets(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+pub struct SpentTickets(std::sync::Mutex<Spent>);
+
+#[derive(Debug, Default)]
+struct Spent {
+    calls: std::collections::HashSet<String>,
+    /// The same CallSids by expiry; tickets live a fixed TTL, so spending
+    /// order is expiry order (near enough: a ticket forgotten a moment late
+    /// costs nothing, one forgotten early would be replayable, and cannot
+    /// be, since it has expired).
+    by_expiry: std::collections::VecDeque<(i64, String)>,
+}
 
 impl SpentTickets {
-    /// Marks the ticket of `call_sid` spent; false when it already was (or
-    /// the set is full of live tickets).
+    /// Marks `ticket` spent at `now`; false when it already was (or the set
+    /// is full of live tickets). Expired tickets are forgotten first: they
+    /// no longer open a stream anyway.
     pub fn spend(&self, ticket: &Ticket, now: i64) -> bool {
         let mut spent = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if spent.len() >= MAX_SPENT_TICKETS {
-            spent.retain(|_, expires| *expires >= now);
-            if spent.len() >= MAX_SPENT_TICKETS {
-                return false;
+        while spent
+            .by_expiry
+            .front()
+            .is_some_and(|(expires, _)| *expires < now)
+        {
+            if let Some((_, call)) = spent.by_expiry.pop_front() {
+                spent.calls.remove(&call);
             }
         }
-        match spent.entry(ticket.claims.call_sid.clone()) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(ticket.expires);
-                true
-            }
+        let call = &ticket.claims.call_sid;
+        if spent.calls.len() >= MAX_SPENT_TICKETS || spent.calls.contains(call) {
+            return false;
         }
+        spent.calls.insert(call.clone());
+        spent.by_expiry.push_back((ticket.expires, call.clone()));
+        true
     }
 }
 
@@ -309,6 +323,13 @@ mod tests {
             expires: 1_060,
         };
         assert!(spent.spend(&another, 1_002));
+        // Past its expiry the first is forgotten (opening it fails first).
+        assert!(spent.spend(&ticket, ticket.expires + 1));
+        assert_eq!(
+            spent.0.lock().unwrap().calls.len(),
+            1,
+            "expired ones dropped"
+        );
     }
 
     #[test]

@@ -99,9 +99,8 @@ pub fn show(port: u16, number: &str) -> Result<()> {
         .context("opening idle connections")?;
     let opened = started.elapsed();
     let asked = Instant::now();
-    let ready = get(port, "/readyz")?;
-    if !ready.starts_with("HTTP/1.1 200") {
-        bail!("the pod stopped serving under {IDLE} idle connections: {ready}");
+    if !crate::demo_calls::ready(port) {
+        bail!("the pod stopped serving under {IDLE} idle connections");
     }
     println!(
         "{IDLE} idle connections held open (opened in {:.0} ms): /readyz still answers 200, in {:.0} ms",
