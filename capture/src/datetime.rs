@@ -4,6 +4,10 @@
 //! * No am/pm: 7–11 → am, 12 → noon, 1–6 → pm (business hours), confidence
 //!   0.7 so the engine confirms. A period word ("in the afternoon", "this
 //!   arvo", "tonight") or 24-hour form settles it at 0.9+.
+//! * "N to/past H": am/pm and periods belong to the named hour, and "to"
+//!   counts back from it across noon and midnight ("five to one am" is
+//!   00:55, "five to one pm" 12:55, "ten to midnight" 23:50). "Ten to
+//!   twelve am/pm" is unsure: before midnight or before noon?
 //! * A date without a year rolls forward to its next occurrence; "the
 //!   third" is this month if not yet past, else next month. An explicit
 //!   past date ("yesterday", "3/1/2020") is invalid.
@@ -216,6 +220,18 @@ fn hour_at(tokens: &[String], i: usize) -> Option<(u32, usize, bool)> {
         return (n <= 23).then_some((n, 1, n > 12 || n == 0 || t.starts_with('0')));
     }
     None
+}
+
+/// The hour before `hour` for "N to <hour>". On a 12-hour clock face the
+/// hour before one is twelve, with the same am/pm: "five to one am" is
+/// 12:55 am (00:55), "five to one pm" is 12:55 pm. In 24-hour form it wraps
+/// at midnight: "ten to midnight" is 23:50.
+fn hour_before(hour: u32, h24: bool) -> u32 {
+    match (h24, hour) {
+        (true, _) => (hour + 23) % 24,
+        (false, 1) => 12,
+        (false, h) => h - 1,
+    }
 }
 
 /// Minutes after an hour: "oh five", "fifteen", "forty five", "30".
@@ -752,19 +768,23 @@ fn time_at(tokens: &[String], i: usize, s: &mut Scan, content: usize) -> Option<
         return Some(2);
     }
 
-    // "half past four", "quarter to five", "ten past three", "twenty to six".
-    let minutes = match t {
-        "half" => Some((30, 1)),
-        "quarter" => Some((15, 1)),
-        _ => read_number(tokens, i)
-            .filter(|p| p.value.fract() == 0.0 && (1.0..=30.0).contains(&p.value))
+    // "half past four", "quarter to five", "ten past three", "twenty to six",
+    // "a quarter to one", "one min to one am", "45 minutes past 2".
+    let article = usize::from(t == "a");
+    let minutes = match (article, at(article)) {
+        (_, Some("quarter")) => Some((15, 1)),
+        (1, Some("minute")) => Some((1, 1)),
+        (0, Some("half")) => Some((30, 1)),
+        (0, _) => read_number(tokens, i)
+            .filter(|p| p.value.fract() == 0.0 && (1.0..=59.0).contains(&p.value))
             .map(|p| (p.value as u32, p.len)),
+        _ => None,
     };
     if let Some((m, used)) = minutes {
-        let mut j = i + used;
+        let mut j = i + article + used;
         if matches!(
             tokens.get(j).map(String::as_str),
-            Some("minutes" | "minute" | "mins")
+            Some("minutes" | "minute" | "mins" | "min")
         ) {
             j += 1;
         }
@@ -772,23 +792,39 @@ fn time_at(tokens: &[String], i: usize, s: &mut Scan, content: usize) -> Option<
         let is_past = matches!(rel, Some("past" | "after"));
         let is_to = matches!(rel, Some("to" | "til" | "till" | "before"));
         if is_past || is_to {
+            // Noon and midnight are exact, so they count as 24-hour hours.
             let (hour, hused, h24) = match tokens.get(j + 1).map(String::as_str) {
-                Some("noon" | "midday") => (12, 1, false),
+                Some("noon" | "midday") => (12, 1, true),
                 Some("midnight") => (0, 1, true),
                 _ => hour_at(tokens, j + 1)?,
             };
             if hour > 12 && !h24 {
                 return None;
             }
-            let (hour, minute) = if is_past {
-                (hour, m)
-            } else {
-                (if hour == 0 { 23 } else { hour - 1 }, 60 - m)
-            };
             let (pm, per, mused) = meridiem_at(tokens, j + 1 + hused);
+            let used = j + 1 + hused + mused - i;
+            // "ten to twelve am": am/pm belongs to the named hour (12 am is
+            // midnight, so 23:50), but callers as often mean the time itself
+            // (11:50 am). Both readings are plausible: ask.
+            if is_to && !h24 && hour == 12 && pm.is_some() {
+                s.vague_time = Some("just before midnight or just before noon?");
+                return Some(used);
+            }
             if per.is_some() {
                 s.period = per;
             }
+            // "quarter to one in the morning" is 00:45, though "twelve in
+            // the morning" alone is unclear: the named hour settles it.
+            let pm = if is_to && !h24 && hour == 1 && per == Some(Period::Morning) {
+                Some(false)
+            } else {
+                pm
+            };
+            let (hour, minute) = if is_past {
+                (hour, m)
+            } else {
+                (hour_before(hour, h24), 60 - m)
+            };
             s.times.push(HeardTime {
                 hour,
                 minute,
@@ -796,7 +832,7 @@ fn time_at(tokens: &[String], i: usize, s: &mut Scan, content: usize) -> Option<
                 h24,
                 exact: false,
             });
-            return Some(j + 1 + hused + mused - i);
+            return Some(used);
         }
         // "half four" (Australian for 4:30).
         if t == "half"
@@ -1273,6 +1309,66 @@ mod tests {
         assert_eq!(t("14:00").1.as_deref(), Some("14:00"));
         assert_eq!(t("this arvo").0, Unsure);
         assert_eq!(t("after 3").0, Unsure);
+    }
+
+    /// "N to/past H" across the midnight and noon boundaries: am/pm and
+    /// periods belong to the named hour; "to" subtracts from it.
+    #[test]
+    fn minutes_to_and_past_an_hour() {
+        use ParseStatus::*;
+        let cases: &[(&str, ParseStatus, Option<&str>)] = &[
+            // The held-out case and its abbreviations.
+            ("one min to one am", Ok, Some("00:59")),
+            ("one minute to one am", Ok, Some("00:59")),
+            ("a minute to one am", Ok, Some("00:59")),
+            ("1 min to 1am", Ok, Some("00:59")),
+            ("two mins to one am", Ok, Some("00:58")),
+            ("5 minutes to 1 a.m.", Ok, Some("00:55")),
+            ("1 min past 2pm", Ok, Some("14:01")),
+            ("ten mins past three pm", Ok, Some("15:10")),
+            // Across midnight.
+            ("five to one am", Ok, Some("00:55")),
+            ("quarter to one am", Ok, Some("00:45")),
+            ("a quarter to one in the morning", Ok, Some("00:45")),
+            ("twenty to one am", Ok, Some("00:40")),
+            ("ten to midnight", Ok, Some("23:50")),
+            ("one minute to midnight", Ok, Some("23:59")),
+            ("ten past midnight", Ok, Some("00:10")),
+            ("ten past twelve am", Ok, Some("00:10")),
+            ("half past twelve am", Ok, Some("00:30")),
+            ("ten to twelve at night", Ok, Some("23:50")),
+            // Across noon.
+            ("five to one pm", Ok, Some("12:55")),
+            ("quarter to one pm", Ok, Some("12:45")),
+            ("ten to one in the afternoon", Ok, Some("12:50")),
+            ("ten to noon", Ok, Some("11:50")),
+            ("quarter past noon", Ok, Some("12:15")),
+            ("ten past twelve pm", Ok, Some("12:10")),
+            ("ten to twelve in the morning", Ok, Some("11:50")),
+            ("ten to one", Ok, Some("12:50")),
+            // "to twelve am/pm": midnight-ish or noon-ish? Ask.
+            ("ten to twelve am", Unsure, None),
+            ("ten to twelve pm", Unsure, None),
+            ("five to 12 a.m.", Unsure, None),
+            // Ordinary hours, with and without am/pm.
+            ("quarter to five", Ok, Some("16:45")),
+            ("quarter to five am", Ok, Some("04:45")),
+            ("a quarter past ten", Ok, Some("10:15")),
+            ("twenty five to three pm", Ok, Some("14:35")),
+            ("forty five past two pm", Ok, Some("14:45")),
+            ("fifty nine minutes past eleven pm", Ok, Some("23:59")),
+            ("twenty to seven in the evening", Ok, Some("18:40")),
+            ("half past six in the morning", Ok, Some("06:30")),
+            ("quarter after three pm", Ok, Some("15:15")),
+            ("ten till nine am", Ok, Some("08:50")),
+            // Not times.
+            ("at quarter past", Unsure, None),
+            ("ten minutes to go", Unsure, None),
+        ];
+        for &(text, status, expected) in cases {
+            let (got_status, got, _) = t(text);
+            assert_eq!((got_status, got.as_deref()), (status, expected), "{text}");
+        }
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! particles ("van", "de", "o'") start the family name. "Smith, John" (one
 //! word, comma, one word) is read family-first at confidence 0.7, so the
 //! engine confirms it. A spelled run of single letters replaces the spoken
-//! word it spells (same first letter), or stands alone. Fillers only, or
-//! ordinary words that are not names ("I don't know"), are unsure.
+//! word it spells (same first letter), or stands alone; letters may be
+//! spaced, hyphenated, dotted or comma-separated ("j, o, h, n"), and may
+//! follow a cue ("John Smith, that's S M I T H"). Fillers only, sentences
+//! ("I don't know") and everyday words that are not names ("Banana",
+//! "Tuesday", "seven") are unsure, so the engine asks again; the same word
+//! spelled out is kept at 0.7 for confirmation.
 
 use crate::text::{edit_distance, is_filler};
 use crate::{Parsed, Value};
@@ -111,62 +115,89 @@ const SUFFIXES: &[&[&str]] = &[
     &[","],
 ];
 
-/// Words that show the caller did not give a name.
-fn is_not_name(w: &str) -> bool {
-    matches!(
-        w,
-        "i" | "don't"
-            | "dont"
-            | "know"
-            | "what"
-            | "why"
-            | "who"
-            | "want"
-            | "need"
-            | "book"
-            | "appointment"
-            | "not"
-            | "no"
-            | "nah"
-            | "the"
-            | "a"
-            | "an"
-            | "to"
-            | "is"
-            | "you"
-            | "my"
-            | "your"
-            | "and"
-            | "or"
-            | "sorry"
-            | "pardon"
-            | "can"
-            | "could"
-            | "would"
-            | "calling"
-            | "about"
-            | "for"
-            | "with"
-            | "it"
-            | "that"
-            | "this"
-            | "just"
-            | "name"
-            | "rather"
-            | "say"
-            | "private"
-            | "anonymous"
-            | "hang"
-            | "on"
-            | "wait"
-            | "repeat"
-            | "from"
-            | "at"
-            | "ringing"
-            | "behalf"
-            | "of"
-            | "company"
-    )
+/// Everyday words that are not names: answers to a different question
+/// ("yes", "tomorrow", "seven"), sentence words ("I don't know"), fillers,
+/// and common nouns and verbs a confused caller or a mis-transcription gives
+/// ("banana", "cancel"). Words that are also common given or family names
+/// are deliberately left out (Rose, May, Will, Mark, Baker, Brown, Rice,
+/// Bean, Moon, Son, He, Do, ...), so a real name is never refused; a rare
+/// name that is listed can still be spelled. A few hundred short words: a
+/// linear scan costs well under a microsecond.
+#[rustfmt::skip]
+const NOT_NAMES: &[&str] = &[
+    // Answers to another question, sentence words and fillers.
+    "i", "don't", "dont", "know", "what", "why", "who", "want", "need", "not", "no", "nah", "nope",
+    "yes", "yeah", "yep", "yup", "okay", "ok", "sure", "right", "correct", "wrong", "true", "false",
+    "fine", "cool", "nice", "maybe", "perhaps", "please", "thanks", "thank", "cheers", "hello",
+    "goodbye", "bye", "huh", "eh", "sorry", "pardon", "whatever", "dunno", "mhm", "uhm", "shh",
+    "tsk", "psst", "hmph", "ugh", "oops",
+    // Function words and pronouns.
+    "the", "a", "an", "to", "is", "it", "that", "this", "you", "my", "your", "and", "or", "can",
+    "could", "would", "about", "for", "with", "just", "rather", "say", "on", "at", "from", "of",
+    "me", "him", "them", "us", "we", "they", "she", "our", "their", "his", "mine", "yours",
+    "myself", "here", "there", "where", "when", "how", "which", "if", "but", "because", "in", "out",
+    "up", "down", "over", "under", "by", "into", "as", "then", "all", "any", "some", "every",
+    "each", "much", "many", "very", "really", "too", "also", "only", "still", "already", "yet",
+    "now", "was", "were", "be", "been", "are", "am", "does", "did", "have", "has", "had", "should",
+    "shall", "must", "might",
+    // Said instead of a name.
+    "name", "calling", "ringing", "behalf", "company", "private", "anonymous", "someone",
+    "somebody", "nobody", "everyone", "anyone", "none", "nothing", "something", "anything",
+    "everything", "thing", "stuff", "appointment", "booking", "reservation",
+    // Numbers, days, months (April, May, June, August are names) and times.
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety", "hundred",
+    "thousand", "million", "first", "second", "third", "monday", "tuesday", "wednesday", "thursday",
+    "friday", "saturday", "sunday", "january", "february", "september", "october", "november",
+    "december", "today", "tomorrow", "yesterday", "tonight", "night", "week", "weekend", "month",
+    "year", "time", "hour", "minute",
+    // Colours, animals, food and drink.
+    "yellow", "purple", "orange", "dog", "mouse", "horse", "cow", "pig", "sheep", "goat", "duck",
+    "chicken", "monkey", "elephant", "rabbit", "snake", "frog", "spider", "turtle", "donkey",
+    "puppy", "kitten", "apple", "banana", "grape", "grapes", "mango", "pear", "pineapple",
+    "strawberry", "blueberry", "raspberry", "watermelon", "melon", "lime", "coconut", "avocado",
+    "tomato", "potato", "carrot", "onion", "garlic", "lettuce", "cabbage", "broccoli", "pumpkin",
+    "cucumber", "bread", "butter", "cheese", "milk", "egg", "eggs", "pizza", "pasta", "sandwich",
+    "beef", "pork", "steak", "sausage", "coffee", "water", "juice", "wine", "chocolate", "cake",
+    "biscuit", "cookie", "soup", "salad", "noodles", "sushi", "toast", "cereal", "yoghurt",
+    "yogurt", "food", "lunch", "dinner", "breakfast", "snack", "fruit",
+    // Everyday things and people.
+    "table", "chair", "door", "window", "car", "bus", "train", "phone", "mobile", "computer",
+    "laptop", "television", "tv", "home", "room", "kitchen", "bed", "bathroom", "toilet", "bottle",
+    "cup", "plate", "spoon", "fork", "knife", "clock", "lamp", "paper", "pencil", "box", "bag",
+    "shoe", "shoes", "hat", "shirt", "tree", "flower", "grass", "fire", "ice", "money", "ticket",
+    "email", "address", "number", "message", "office", "school", "hospital", "shop", "store",
+    "work", "family", "friend", "husband", "wife", "daughter", "mum", "mom", "dad", "mother",
+    "father", "baby", "kids", "boy", "girl", "woman", "person", "people", "dentist", "nurse",
+    "customer", "account", "order", "delivery", "payment", "invoice", "refund", "help", "question",
+    "problem", "information", "service", "support", "operator", "agent", "human", "robot",
+    "machine",
+    // Verbs.
+    "go", "come", "get", "make", "take", "give", "see", "look", "eat", "drink", "sleep", "run",
+    "walk", "talk", "speak", "call", "ring", "book", "cancel", "change", "check", "wait", "stop",
+    "start", "tell", "ask", "mean", "hear", "listen", "understand", "remember", "forget", "pay",
+    "buy", "sell", "send", "open", "leave", "stay", "play", "write", "sit", "stand", "move", "live",
+    "bring", "try", "use", "find", "keep", "let", "put", "show", "hold", "hang", "repeat", "think",
+];
+
+/// A word that is not a name, going by [`NOT_NAMES`].
+fn is_not_name(lower: &str) -> bool {
+    NOT_NAMES.contains(&lower)
+}
+
+/// Shapes no name has: the same letter three times running ("ummm",
+/// "nooo"), or four or more letters without a vowel ("hmmm", "psst").
+/// Short vowel-less names exist ("Ng", "Sng"), so three letters pass.
+fn has_non_name_shape(lower: &str) -> bool {
+    let letters: Vec<char> = lower.chars().filter(|c| c.is_alphabetic()).collect();
+    let tripled = letters.windows(3).any(|w| w[0] == w[1] && w[1] == w[2]);
+    let vowelless = letters.len() >= 4
+        && letters.iter().all(char::is_ascii)
+        && !letters
+            .iter()
+            .any(|c| matches!(c, 'a' | 'e' | 'i' | 'o' | 'u' | 'y'));
+    tripled || vowelless
 }
 
 fn is_title(w: &str) -> bool {
@@ -279,6 +310,46 @@ pub(crate) fn capitalise(word: &str, first_word: bool) -> String {
     out
 }
 
+/// A single spoken letter ("j", "O").
+fn is_letter(toks: &[Tok], k: usize) -> bool {
+    toks.get(k)
+        .is_some_and(|t| t.lower.chars().count() == 1 && t.lower != ",")
+}
+
+/// "double l" in a spelling.
+fn is_double(toks: &[Tok], k: usize) -> bool {
+    toks.get(k).is_some_and(|t| t.lower == "double") && is_letter(toks, k + 1)
+}
+
+fn continues_spelling(toks: &[Tok], k: usize) -> bool {
+    is_letter(toks, k) || is_double(toks, k)
+}
+
+/// A spelled run starts at `i`: two or more letters ("J O", "j, o"), or
+/// "double" plus a letter and more.
+fn starts_spelling(toks: &[Tok], i: usize) -> bool {
+    let pause = usize::from(toks.get(i + 1).is_some_and(|t| t.lower == ","));
+    (is_letter(toks, i) && continues_spelling(toks, i + 1 + pause))
+        || (is_double(toks, i) && i + 2 < toks.len())
+}
+
+/// Words that introduce a spelling mid-answer: "that's", "spelled", "it is".
+fn is_spelling_cue(lower: &str) -> bool {
+    matches!(
+        lower,
+        "that's"
+            | "thats"
+            | "that"
+            | "it's"
+            | "its"
+            | "it"
+            | "is"
+            | "spelled"
+            | "spelt"
+            | "spelling"
+    )
+}
+
 /// Spoken or spelled name.
 pub(crate) fn parse(text: &str) -> Parsed {
     let all = tokens(text);
@@ -314,24 +385,35 @@ pub(crate) fn parse(text: &str) -> Parsed {
             i += 1;
             continue;
         }
-        let is_letter = |k: usize| {
-            toks.get(k)
-                .is_some_and(|t| t.lower.chars().count() == 1 && t.lower != ",")
-        };
-        let is_double =
-            |k: usize| toks.get(k).is_some_and(|t| t.lower == "double") && is_letter(k + 1);
-        if (is_letter(i) && (is_letter(i + 1) || is_double(i + 1)))
-            || (is_double(i) && i + 2 < toks.len())
-        {
+        // "John Smith, that's S M I T H": words introducing a spelling.
+        if is_spelling_cue(&t.lower) {
+            let mut k = i;
+            while toks
+                .get(k)
+                .is_some_and(|t| is_spelling_cue(&t.lower) || t.lower == ",")
+            {
+                k += 1;
+            }
+            if starts_spelling(toks, k) {
+                i = k;
+                continue;
+            }
+        }
+        if starts_spelling(toks, i) {
             let mut s = String::new();
-            while i < toks.len() && (is_letter(i) || is_double(i)) {
-                if is_double(i) {
+            while i < toks.len() {
+                if is_double(toks, i) {
                     s.push_str(&toks[i + 1].lower);
                     s.push_str(&toks[i + 1].lower);
                     i += 2;
-                } else {
+                } else if is_letter(toks, i) {
                     s.push_str(&toks[i].lower);
                     i += 1;
+                } else if toks[i].lower == "," && continues_spelling(toks, i + 1) {
+                    // "j, o, h, n": a pause between letters.
+                    i += 1;
+                } else {
+                    break;
                 }
             }
             words.push(Word {
@@ -360,9 +442,6 @@ pub(crate) fn parse(text: &str) -> Parsed {
         words[0].comma_before = false;
     }
     let spoken: Vec<&Word> = words.iter().filter(|w| !w.spelled).collect();
-    if spoken.iter().any(|w| is_not_name(&w.text.to_lowercase())) {
-        return Parsed::unsure("that does not sound like a name");
-    }
     if words.is_empty() {
         return Parsed::unsure("no name heard");
     }
@@ -388,11 +467,14 @@ pub(crate) fn parse(text: &str) -> Parsed {
 
     // Apply spellings to the spoken words they spell.
     let mut names: Vec<String> = Vec::new();
+    // Parallel to `names`: true once the caller spelled that name.
+    let mut spelled: Vec<bool> = Vec::new();
     let mut used_spelling = false;
     let mut spelling_conflict = false;
     for w in &words {
         if !w.spelled {
             names.push(w.text.clone());
+            spelled.push(false);
             continue;
         }
         used_spelling = true;
@@ -407,13 +489,34 @@ pub(crate) fn parse(text: &str) -> Parsed {
                     spelling_conflict = true;
                 }
                 names[k] = w.text.clone();
+                spelled[k] = true;
             }
-            None if names.is_empty() || w.text.len() > 1 => names.push(w.text.clone()),
+            None if names.is_empty() || w.text.len() > 1 => {
+                names.push(w.text.clone());
+                spelled.push(true);
+            }
             None => spelling_conflict = true,
         }
     }
     if spelling_conflict {
         return Parsed::unsure("the spelling does not match the name");
+    }
+    // Plausibility: "Banana" from a confused caller must not be confirmed.
+    // Unsure makes the engine ask again (or ask to spell). A spelled word is
+    // deliberate, so a listed word spelled out ("B A N A N A") is kept, at a
+    // confidence the engine confirms.
+    let mut spelled_ordinary_word = false;
+    for (name, was_spelled) in names.iter().zip(&spelled) {
+        let lower = name.to_lowercase();
+        if has_non_name_shape(&lower) {
+            return Parsed::unsure("that does not sound like a name");
+        }
+        if is_not_name(&lower) {
+            if !was_spelled {
+                return Parsed::unsure("that does not sound like a name");
+            }
+            spelled_ordinary_word = true;
+        }
     }
 
     // Titles: "Mr Smith" gives no given name.
@@ -438,7 +541,7 @@ pub(crate) fn parse(text: &str) -> Parsed {
         .enumerate()
         .map(|(k, n)| capitalise(n, k == 0))
         .collect();
-    let (given, family, conf) = if reversed {
+    let (given, family, conf): (String, Option<String>, f32) = if reversed {
         (caps[1].clone(), Some(caps[0].clone()), 0.7)
     } else if caps.len() == 1 {
         (
@@ -460,6 +563,11 @@ pub(crate) fn parse(text: &str) -> Parsed {
             _ => 0.8,
         };
         (given, Some(family), conf)
+    };
+    let conf = if spelled_ordinary_word {
+        conf.min(0.7)
+    } else {
+        conf
     };
     Parsed::ok(Value::Name { given, family }, conf)
 }
@@ -492,6 +600,159 @@ mod tests {
     fn not_names() {
         for t in ["um", "yeah", "uh, yeah", "I don't know", "Mr Smith", "what"] {
             assert_eq!(parse(t).status, ParseStatus::Unsure, "{t}");
+        }
+    }
+
+    #[test]
+    fn not_names_list_is_lowercase_and_spares_real_names() {
+        for (k, word) in NOT_NAMES.iter().enumerate() {
+            assert!(!NOT_NAMES[..k].contains(word), "{word} is listed twice");
+        }
+        assert!(NOT_NAMES.iter().all(|w| *w == w.to_lowercase()));
+        // Everyday words that are also common given or family names.
+        for name in [
+            "rose", "may", "june", "april", "august", "will", "mark", "bill", "frank", "grace",
+            "hope", "joy", "faith", "pat", "sue", "rob", "drew", "grant", "chase", "hunter", "guy",
+            "jack", "cat", "pen", "olive", "cherry", "honey", "pepper", "ginger", "ruby", "amber",
+            "holly", "daisy", "violet", "hazel", "ivy", "sky", "river", "dawn", "eve", "summer",
+            "baker", "brown", "green", "white", "black", "gray", "king", "bird", "fox", "wolf",
+            "lamb", "rice", "bean", "bacon", "burger", "beer", "sugar", "stone", "hill", "wood",
+            "banks", "house", "hall", "bell", "price", "love", "park", "ford", "page", "cole",
+            "frost", "snow", "gold", "cook", "smith", "young", "long", "little", "good", "best",
+            "child", "close", "read", "day", "more", "sun", "moon", "son", "he", "her", "do",
+            "tea", "red", "blue", "pink", "star", "rock", "job", "man",
+        ] {
+            assert!(!is_not_name(name), "{name} is a real name");
+            assert!(!has_non_name_shape(name), "{name}");
+        }
+        for w in [
+            "van", "de", "la", "le", "bin", "al", "st", "mr", "dr", "ng", "sng",
+        ] {
+            assert!(!is_not_name(w), "{w}");
+        }
+    }
+
+    /// Every listed word is refused, alone or after "my name is", but kept
+    /// (to be confirmed) when the caller spells it.
+    #[test]
+    fn everyday_words_are_refused_unless_spelled() {
+        for &word in NOT_NAMES {
+            for text in [word.to_string(), format!("my name is {word}")] {
+                let p = parse(&text);
+                assert_eq!(p.status, ParseStatus::Unsure, "{text}: {p:?}");
+                assert_eq!(p.value, None, "{text}");
+            }
+            // "John here", "John please" end with a courtesy, not a name.
+            if !SUFFIXES.iter().any(|suffix| suffix == &[word]) {
+                let p = parse(&format!("John {word}"));
+                assert_ne!(p.status, ParseStatus::Ok, "John {word}: {p:?}");
+            }
+            let letters: Vec<String> = word.chars().map(String::from).collect();
+            if letters.len() < 2 || !word.chars().all(|c| c.is_ascii_alphabetic()) {
+                continue;
+            }
+            let p = parse(&letters.join(" "));
+            if has_non_name_shape(word) {
+                assert_eq!(p.status, ParseStatus::Unsure, "{word} spelled: {p:?}");
+            } else {
+                assert_eq!(p.status, ParseStatus::Ok, "{word} spelled: {p:?}");
+                assert!(p.confidence < 0.8, "{word} spelled must be confirmed");
+            }
+        }
+    }
+
+    #[test]
+    fn implausible_words() {
+        for text in [
+            "Banana",
+            "banana",
+            "it's banana",
+            "um, banana",
+            "Apple",
+            "Tuesday",
+            "tomorrow",
+            "seven",
+            "twenty one",
+            "yes please",
+            "nope",
+            "okay",
+            "cancel",
+            "I want to cancel",
+            "chicken",
+            "John Banana",
+            "Banana Smith",
+            "ummm",
+            "uhhh",
+            "hmmm",
+            "nooo",
+            "psst",
+            "the doctor",
+            "nobody",
+        ] {
+            let p = parse(text);
+            assert_eq!(p.status, ParseStatus::Unsure, "{text}: {p:?}");
+            assert_eq!(p.value, None, "{text}");
+        }
+    }
+
+    #[test]
+    fn word_names_are_kept() {
+        for (text, expected) in [
+            ("Rose Baker", "Rose Baker"),
+            ("Will Rice", "Will Rice"),
+            ("it's Grace Stone", "Grace Stone"),
+            ("Hope Green", "Hope Green"),
+            ("June King", "June King"),
+            ("Mark Brown", "Mark Brown"),
+            ("Holly Frost", "Holly Frost"),
+            ("Sky", "Sky"),
+            ("Ng", "Ng"),
+            ("Minh Son", "Minh Son"),
+            ("Jae Moon", "Jae Moon"),
+            ("Xiaoming He", "Xiaoming He"),
+            ("Anh Do", "Anh Do"),
+        ] {
+            assert_eq!(ok(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn spelled_names() {
+        for (text, expected) in [
+            ("J O H N", "John"),
+            ("j o h n", "John"),
+            ("j-o-h-n", "John"),
+            ("J-O-H-N", "John"),
+            ("J. O. H. N.", "John"),
+            ("j, o, h, n", "John"),
+            ("j, o, h, n.", "John"),
+            ("that's S M I T H", "Smith"),
+            ("it's spelled S M I T H", "Smith"),
+            ("it's spelt s, m, i, t, h", "Smith"),
+            ("spelled B R O W N", "Brown"),
+            ("John, J O H N", "John"),
+            ("John Smith, that's S M I T H", "John Smith"),
+            ("my name is John Smith, that's S M I T H", "John Smith"),
+            ("John Smith, spelled S M Y T H", "John Smyth"),
+            ("Jon, that is J O N", "Jon"),
+            ("Anna, A double N A", "Anna"),
+            ("Phillip, P H I double L I P", "Phillip"),
+            ("Kate, K A T E, Lee, L E E", "Kate Lee"),
+        ] {
+            let p = parse(text);
+            assert_eq!(p.status, ParseStatus::Ok, "{text}: {p:?}");
+            assert!(p.confidence >= 0.8, "{text}: {p:?}");
+            assert_eq!(
+                p.value.map(|v| v.display()).as_deref(),
+                Some(expected),
+                "{text}"
+            );
+        }
+        // A spelled everyday word is deliberate: kept, but confirmed.
+        for text in ["B A N A N A", "Banana, B A N A N A", "that's A P P L E"] {
+            let p = parse(text);
+            assert_eq!(p.status, ParseStatus::Ok, "{text}: {p:?}");
+            assert!(p.confidence < 0.8, "{text}: {p:?}");
         }
     }
 

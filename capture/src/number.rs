@@ -4,7 +4,8 @@
 //! and fifty", "a hundred", "one point five", "a dozen"). Exactly one number
 //! must be heard; "two or three", corrections and vague amounts ("a
 //! couple") are unsure. "About twenty" is Ok at 0.65 (to be confirmed);
-//! "maybe twenty" is unsure.
+//! "maybe twenty" is unsure. Money said to a number slot ("seventy five
+//! cents", "$20", "ten pounds") is unsure: the number depends on the unit.
 //!
 //! Money: "$12.50", "twelve dollars fifty", "fifty bucks", "50 cents",
 //! "five grand", "1.5k". The currency defaults to the locale's (AUD/USD)
@@ -113,6 +114,9 @@ pub(crate) fn parse_number(text: &str) -> Parsed {
     if corrected(&tokens, p.start) {
         return Parsed::unsure("heard a correction");
     }
+    if money_in_number_answer(text, &tokens, p) {
+        return Parsed::unsure("heard an amount of money, not a plain number");
+    }
     let negative = p.start > 0 && matches!(tokens[p.start - 1].as_str(), "minus" | "negative");
     let value = if negative { -p.value } else { p.value };
     if !value.is_finite() {
@@ -132,6 +136,35 @@ enum Unit {
     Cents,
     Grand,
     Thousand,
+}
+
+/// The unit word after an amount: "dollars", "cents", "grand", "k".
+fn amount_unit(w: &str) -> Option<Unit> {
+    Some(match w {
+        "dollar" | "dollars" | "buck" | "bucks" | "aud" | "usd" | "eur" | "euro" | "euros"
+        | "gbp" | "pound" | "pounds" | "quid" | "nzd" => Unit::Dollars,
+        "cent" | "cents" | "c" | "p" | "pence" => Unit::Cents,
+        "grand" => Unit::Grand,
+        "k" | "thousand" => Unit::Thousand,
+        _ => return None,
+    })
+}
+
+/// Money heard where a plain number was asked for: a currency sign, or a
+/// money unit ("cents", "bucks", "grand", "euros"). "Seventy five cents" is
+/// not 75 (nor clearly 0.75), so a number slot must not take it at face
+/// value. The single letters "c" and "p" count only right after the number,
+/// where they are short for cents and pence; "thousand" and "k" are scales.
+fn money_in_number_answer(text: &str, tokens: &[String], number: &NumberPhrase) -> bool {
+    const CURRENCY_SIGNS: [char; 5] = ['$', '£', '€', '¥', '₹'];
+    if text.contains(CURRENCY_SIGNS) {
+        return true;
+    }
+    let unit_end = number.start + number.len;
+    tokens.iter().enumerate().any(|(k, word)| {
+        let money_unit = matches!(amount_unit(word), Some(u) if u != Unit::Thousand);
+        money_unit && (word.len() > 1 || k == unit_end)
+    })
 }
 
 fn currency_code(w: &str) -> Option<&'static str> {
@@ -223,15 +256,7 @@ pub(crate) fn parse_money(text: &str, ctx: &ParseContext) -> Parsed {
         }) {
             j += 1;
         }
-        let u = match tokens.get(j)?.as_str() {
-            "dollar" | "dollars" | "buck" | "bucks" | "aud" | "usd" | "eur" | "euro" | "euros"
-            | "gbp" | "pound" | "pounds" | "quid" | "nzd" => Unit::Dollars,
-            "cent" | "cents" | "c" | "p" | "pence" => Unit::Cents,
-            "grand" => Unit::Grand,
-            "k" | "thousand" => Unit::Thousand,
-            _ => return None,
-        };
-        Some((u, j + 1))
+        Some((amount_unit(tokens.get(j)?)?, j + 1))
     };
     let dollar_sign_before = |p: &NumberPhrase| {
         p.start > 0 && (tokens[p.start - 1] == "$" || currency_code(&tokens[p.start - 1]).is_some())
@@ -327,6 +352,53 @@ mod tests {
         assert_eq!(parse_number("two or three").status, ParseStatus::Unsure);
         assert_eq!(parse_number("a couple").status, ParseStatus::Unsure);
         assert_eq!(parse_number("about twenty").confidence, 0.65);
+    }
+
+    /// A number slot refuses money (unsure, no value); the money slot still
+    /// reads the same words as an amount.
+    #[test]
+    fn money_is_not_a_plain_number() {
+        let cases: &[(&str, &str)] = &[
+            ("seventy five cents", "AUD 0.75"),
+            ("one cent", "AUD 0.01"),
+            ("5 cents", "AUD 0.05"),
+            ("five dollars", "AUD 5.00"),
+            ("a dollar fifty", "AUD 1.50"),
+            ("$20", "AUD 20.00"),
+            ("$ 20", "AUD 20.00"),
+            ("it's $12.50", "AUD 12.50"),
+            ("twenty bucks", "AUD 20.00"),
+            ("ten pounds", "GBP 10.00"),
+            ("fifty euros", "EUR 50.00"),
+            ("twenty quid", "GBP 20.00"),
+            ("30 US dollars", "USD 30.00"),
+            ("100 AUD", "AUD 100.00"),
+            ("five grand", "AUD 5000.00"),
+            ("12 dollars and 50 cents", "AUD 12.50"),
+            ("about twenty bucks", "AUD 20.00"),
+            ("50 c", "AUD 0.50"),
+        ];
+        for &(text, amount) in cases {
+            let p = parse_number(text);
+            assert_eq!(p.status, ParseStatus::Unsure, "{text}: {p:?}");
+            assert_eq!(p.value, None, "{text}: {p:?}");
+            assert_eq!(money(text), amount, "{text}");
+        }
+        for text in ["£20", "€50", "¥1000", "40 pence", "three hundred NZD"] {
+            assert_eq!(parse_number(text).status, ParseStatus::Unsure, "{text}");
+        }
+        // Scales ("k", "thousand") are not money.
+        let n = |t: &str| parse_number(t).value.map(|v| v.display());
+        for (text, expected) in [
+            ("5k", "5000"),
+            ("five thousand", "5000"),
+            ("plan for 3 people", "3"),
+            ("table for 4 please", "4"),
+            ("a million", "1000000"),
+            ("42", "42"),
+        ] {
+            assert_eq!(n(text).as_deref(), Some(expected), "{text}");
+        }
     }
 
     #[test]

@@ -439,3 +439,186 @@ proptest! {
         }
     }
 }
+
+/// The named hour of "N to/past H" as a caller says it: a word or numeral on
+/// the 12-hour clock, "noon"/"midnight", or an hour with am/pm.
+fn say_named_hour(hour24: u32, style: u8) -> (String, bool) {
+    let h12 = match hour24 % 12 {
+        0 => 12,
+        h => h,
+    };
+    let am = hour24 < 12;
+    let word = words_below_thousand(u64::from(h12), false);
+    let meridiem = if am { "am" } else { "pm" };
+    match style {
+        0 if h12 == 12 => ((if am { "midnight" } else { "noon" }).to_string(), false),
+        0 | 1 => (format!("{word} {meridiem}"), true),
+        2 => (format!("{h12}{meridiem}"), true),
+        _ => (format!("{word} {}", if am { "a.m." } else { "p.m." }), true),
+    }
+}
+
+fn say_minutes(minutes: u32, past: bool, style: u8) -> String {
+    match (minutes, style) {
+        (15, 0) => "quarter".to_string(),
+        (15, 1) => "a quarter".to_string(),
+        (30, 0 | 1) if past => "half".to_string(),
+        (_, 2) => format!("{minutes} min{}", if minutes == 1 { "" } else { "s" }),
+        (1, 3) => "one minute".to_string(),
+        (_, 3) => format!(
+            "{} minutes",
+            words_below_thousand(u64::from(minutes), false)
+        ),
+        _ => words_below_thousand(u64::from(minutes), false),
+    }
+}
+
+proptest! {
+    /// Every minute of the day said as "N past H" or "N to H" with am/pm
+    /// (or noon/midnight) reads back exactly. "N to twelve am/pm" is the one
+    /// ambiguous form (before midnight or before noon?) and must be unsure.
+    #[test]
+    fn minutes_to_and_past_round_trip(
+        hour in 0u32..24,
+        minute in 1u32..60,
+        to in any::<bool>(),
+        hour_style in 0u8..4,
+        minute_style in 0u8..5,
+    ) {
+        let expected = chrono::NaiveTime::from_hms_opt(hour, minute, 0).unwrap();
+        let named_hour = if to { (hour + 1) % 24 } else { hour };
+        let (named, with_meridiem) = say_named_hour(named_hour, hour_style);
+        let text = if to {
+            format!("{} to {named}", say_minutes(60 - minute, false, minute_style))
+        } else {
+            format!("{} past {named}", say_minutes(minute, true, minute_style))
+        };
+        let p = parse(Primitive::Time, &text, &ctx(Locale::EnAu));
+        let ambiguous = to && with_meridiem && named_hour % 12 == 0;
+        if ambiguous {
+            prop_assert_eq!(p.status, ParseStatus::Unsure, "{}", text);
+            prop_assert_eq!(p.value, None, "{}", text);
+        } else {
+            prop_assert_eq!(p.status, ParseStatus::Ok, "{}", text);
+            prop_assert_eq!(&p.value, &Some(Value::Time(expected)), "{}", text);
+            prop_assert!(p.confidence >= 0.8, "{}: {:?}", text, p);
+        }
+    }
+}
+
+proptest! {
+    /// Money said to a number slot is refused (unsure, no value), while the
+    /// money slot reads the same words.
+    #[test]
+    fn number_slot_refuses_money(n in 1u64..1000, unit in 0usize..9, spoken in any::<bool>()) {
+        let amount = if spoken { number_words(n, true) } else { n.to_string() };
+        let (text, cents, currency) = match unit {
+            0 => (format!("{amount} cents"), n, "AUD"),
+            1 => (format!("{amount} dollars"), n * 100, "AUD"),
+            2 => (format!("{amount} bucks"), n * 100, "AUD"),
+            3 => (format!("${n}"), n * 100, "AUD"),
+            4 => (format!("{amount} pounds"), n * 100, "GBP"),
+            5 => (format!("{amount} euros"), n * 100, "EUR"),
+            6 => (format!("{amount} quid"), n * 100, "GBP"),
+            7 => (format!("{amount} US dollars"), n * 100, "USD"),
+            _ => (format!("{amount} grand"), n * 100_000, "AUD"),
+        };
+        let p = parse(Primitive::Number, &text, &ctx(Locale::EnAu));
+        prop_assert_eq!(p.status, ParseStatus::Unsure, "{}", text);
+        prop_assert_eq!(p.value, None, "{}", text);
+        let m = parse(Primitive::Money, &text, &ctx(Locale::EnAu));
+        prop_assert_eq!(m.status, ParseStatus::Ok, "{}", text);
+        prop_assert_eq!(
+            m.value,
+            Some(Value::Money { cents: cents as i64, currency: currency.to_string() }),
+            "{}", text
+        );
+    }
+}
+
+const GIVEN_NAMES: [&str; 12] = [
+    "john", "sarah", "raj", "emma", "kate", "mike", "anna", "liam", "olivia", "noah", "mia", "jack",
+];
+const FAMILY_NAMES: [&str; 12] = [
+    "smith", "lee", "patel", "nguyen", "brown", "jones", "chen", "walker", "tran", "wilson",
+    "taylor", "martin",
+];
+
+fn title_case(w: &str) -> String {
+    let mut c = w.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// A name spelled letter by letter, the ways transcribers write it.
+fn spell_as(word: &str, style: u8) -> String {
+    let letters: Vec<String> = word.chars().map(String::from).collect();
+    match style {
+        0 => letters.join(" "),
+        1 => letters.join(" ").to_uppercase(),
+        2 => letters.join("-"),
+        3 => letters.join(", "),
+        _ => letters
+            .iter()
+            .map(|l| format!("{}.", l.to_uppercase()))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+proptest! {
+    /// Spelled names, alone, after a cue ("that's", "spelled"), or after the
+    /// spoken name, read back as the name.
+    #[test]
+    fn spelled_name_round_trip(
+        given in 0usize..GIVEN_NAMES.len(),
+        family in proptest::option::of(0usize..FAMILY_NAMES.len()),
+        style in 0u8..5,
+        framing in 0u8..4,
+    ) {
+        let given = GIVEN_NAMES[given];
+        let family = family.map(|f| FAMILY_NAMES[f]);
+        let expected = match family {
+            Some(f) => format!("{} {}", title_case(given), title_case(f)),
+            None => title_case(given),
+        };
+        let text = match (framing, family) {
+            (0, None) => spell_as(given, style),
+            (1, None) => format!("that's {}", spell_as(given, style)),
+            (2, None) => format!("it's spelled {}", spell_as(given, style)),
+            (_, None) => format!("{given}, {}", spell_as(given, style)),
+            (0 | 1, Some(f)) => format!("{given} {f}, that's {}", spell_as(f, style)),
+            (2, Some(f)) => format!("my name is {given} {f}, spelled {}", spell_as(f, style)),
+            (_, Some(f)) => format!("{given} {f}, {}", spell_as(f, style)),
+        };
+        let p = parse(Primitive::Name, &text, &ctx(Locale::EnAu));
+        prop_assert_eq!(p.status, ParseStatus::Ok, "{}", text);
+        prop_assert!(p.confidence >= 0.8, "{}", text);
+        prop_assert_eq!(p.value.map(|v| v.display()), Some(expected), "{}", text);
+    }
+
+    /// An everyday word in the name slot is refused, however it is framed.
+    #[test]
+    fn everyday_word_is_not_a_name(
+        word in prop::sample::select(vec![
+            "banana", "apple", "orange", "pizza", "coffee", "chair", "phone", "tuesday",
+            "tomorrow", "seven", "twenty", "nope", "cancel", "dog", "nothing",
+            "someone", "goodbye", "ummm", "hmmm",
+        ]),
+        framing in 0u8..5,
+        capitalised in any::<bool>(),
+    ) {
+        let word = if capitalised { title_case(word) } else { word.to_string() };
+        let text = match framing {
+            0 => word,
+            1 => format!("my name is {word}"),
+            2 => format!("um, it's {word}"),
+            3 => format!("John {word}"),
+            _ => format!("{word} Smith"),
+        };
+        let p = parse(Primitive::Name, &text, &ctx(Locale::EnAu));
+        prop_assert_eq!(p.status, ParseStatus::Unsure, "{}", text);
+        prop_assert_eq!(p.value, None, "{}", text);
+    }
+}
