@@ -3,6 +3,7 @@
 //! Everything runs the same engine and capture code as the operator and the
 //! voice pods, so what passes here passes there.
 
+mod call;
 mod campaigns;
 mod db;
 mod load;
@@ -13,7 +14,7 @@ mod workflows;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
@@ -117,6 +118,34 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Place one phone call in audio to a voice pod, as Twilio would: a
+    /// signed voice webhook, then real-time µ-law over Media Streams; the
+    /// caller speaks each `say:` line (espeak-ng) or keys each `keys:` line
+    /// once the agent has finished its turn. Exit status 1 when the agent
+    /// did not end the call.
+    Call {
+        /// The voice pod, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        url: String,
+        /// The number to call, E.164.
+        #[arg(long)]
+        to: String,
+        /// The caller's number.
+        #[arg(long, default_value = "+61400000009")]
+        from: String,
+        /// A file holding the Twilio auth token the pod checks webhooks with.
+        #[arg(long)]
+        auth_token_file: PathBuf,
+        /// The caller's espeak-ng voice.
+        #[arg(long, default_value = "en-us")]
+        voice: String,
+        /// The caller's words per minute.
+        #[arg(long, default_value_t = 165)]
+        speed: u32,
+        /// The script, one line per agent turn: say:WORDS or keys:DIGITS.
+        #[arg(long = "line", required = true, value_parser = call::parse_line)]
+        lines: Vec<dialtone_voice::audio_caller::Line>,
+    },
     /// Re-run a recorded call's inputs through the engine at its config
     /// version; print the conversation and every difference from the
     /// record. Exit status 1 on a difference.
@@ -179,6 +208,8 @@ enum CliError {
     Workflows(#[from] workflows::WorkflowsError),
     #[error(transparent)]
     Campaigns(#[from] campaigns::CampaignCliError),
+    #[error(transparent)]
+    Call(#[from] dialtone_voice::audio_caller::AudioCallError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -236,6 +267,15 @@ fn main() -> ExitCode {
             personas,
             seed,
         }),
+        Command::Call {
+            url,
+            to,
+            from,
+            auth_token_file,
+            voice,
+            speed,
+            lines,
+        } => run_call(url, to, from, &auth_token_file, (voice, speed), lines),
         Command::Replay {
             call_id,
             database_url,
@@ -279,6 +319,32 @@ fn run_loadtest(options: loadtest::Options) -> Result<bool, CliError> {
     let report = runtime.block_on(loadtest::run(&options));
     print!("{}", report.render(&options));
     Ok(report.errors() == 0)
+}
+
+fn run_call(
+    pod: String,
+    to: String,
+    from: String,
+    auth_token_file: &Path,
+    voice: (String, u32),
+    script: Vec<dialtone_voice::audio_caller::Line>,
+) -> Result<bool, CliError> {
+    let auth_token = std::fs::read_to_string(auth_token_file)
+        .map_err(io(format!("reading {}", auth_token_file.display())))?;
+    let call = dialtone_voice::audio_caller::AudioCall {
+        pod,
+        auth_token: auth_token.trim().to_owned(),
+        from,
+        to,
+        call_sid: format!("CA{}", uuid::Uuid::new_v4().simple()),
+        voice,
+        script,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io("starting the async runtime"))?;
+    runtime.block_on(call::run(&call)).map_err(CliError::from)
 }
 
 fn meta_name(m: &dialtone_crds::objective::Objective) -> (String, String) {

@@ -25,7 +25,7 @@ pub fn stt_for(
     creds: &Credentials,
 ) -> Result<Arc<dyn SpeechToText>, ProviderError> {
     let Some(cfg) = vendor_config(cfg, ProviderType::Stt)? else {
-        return Ok(Arc::new(stt::Builtin));
+        return Ok(Arc::new(stt::Builtin::shared()));
     };
     match cfg.vendor {
         Vendor::Deepgram => {

@@ -6,11 +6,12 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use dialtone_crds::objective::Primitive;
 use tokio::sync::mpsc;
 
-use crate::audio;
 use crate::error::ProviderError;
 
+mod builtin;
 mod deepgram;
 
 pub use deepgram::Deepgram;
@@ -45,11 +46,23 @@ impl Default for SttConfig {
     }
 }
 
+/// What the engine waits for the caller to say.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expectation {
+    /// The capture primitive of the step listening.
+    pub expect: Primitive,
+    /// The allowed answers, for `choice`.
+    pub options: Vec<String>,
+}
+
 /// Into a session.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SttInput {
     /// Caller audio, µ-law at 8 kHz.
     Audio(Bytes),
+    /// What the engine now waits for; a recogniser may narrow its
+    /// vocabulary to it for the next utterance.
+    Expect(Expectation),
     /// No more audio: flush, report what is left and close. Dropping the
     /// sender does the same.
     Finish,
@@ -102,69 +115,4 @@ pub trait SpeechToText: Send + Sync {
     async fn open(&self, cfg: &SttConfig) -> Result<SttSession, ProviderError>;
 }
 
-/// The offline provider: it recognises nothing from audio (with it, callers'
-/// words arrive as text on the text channel) but counts the audio it is
-/// sent, so cost and session handling work the same as with a vendor.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Builtin;
-
-#[async_trait]
-impl SpeechToText for Builtin {
-    async fn open(&self, _cfg: &SttConfig) -> Result<SttSession, ProviderError> {
-        let (audio_tx, mut audio_rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let (events_tx, events_rx) = mpsc::channel(CHANNEL_CAPACITY);
-        tokio::spawn(async move {
-            let mut bytes = 0;
-            while let Some(SttInput::Audio(chunk)) = audio_rx.recv().await {
-                bytes += chunk.len();
-            }
-            // A caller that dropped the events receiver no longer cares.
-            let _ = events_tx
-                .send(SttEvent::Closed {
-                    audio_seconds: audio::ulaw_seconds(bytes),
-                })
-                .await;
-        });
-        Ok(SttSession {
-            audio: audio_tx,
-            events: events_rx,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn builtin_hears_nothing_but_counts_audio_seconds() {
-        let mut session = Builtin.open(&SttConfig::default()).await.unwrap();
-        for _ in 0..50 {
-            session
-                .audio
-                .send(SttInput::Audio(Bytes::from(vec![0xFF; 160])))
-                .await
-                .unwrap();
-        }
-        session.audio.send(SttInput::Finish).await.unwrap();
-        assert_eq!(
-            session.events.recv().await,
-            Some(SttEvent::Closed { audio_seconds: 1.0 })
-        );
-        assert_eq!(session.events.recv().await, None);
-    }
-
-    #[tokio::test]
-    async fn builtin_closes_when_the_audio_sender_is_dropped() {
-        let SttSession { audio, mut events } = Builtin.open(&SttConfig::default()).await.unwrap();
-        audio
-            .send(SttInput::Audio(Bytes::from(vec![0xFF; 4_000])))
-            .await
-            .unwrap();
-        drop(audio);
-        assert_eq!(
-            events.recv().await,
-            Some(SttEvent::Closed { audio_seconds: 0.5 })
-        );
-    }
-}
+pub use builtin::Builtin;

@@ -38,6 +38,7 @@ const BUILTIN_CHUNK: usize = 1_600;
 pub struct Builtin {
     espeak: Option<PathBuf>,
     voice: Option<String>,
+    words_per_minute: Option<u32>,
     timeout: Duration,
 }
 
@@ -63,8 +64,18 @@ impl Builtin {
         Builtin {
             espeak: program,
             voice,
+            words_per_minute: None,
             timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Speaks with the espeak-ng voice `voice` (e.g. `en-gb`, `en-us+f3`)
+    /// at `words_per_minute` (espeak's default is 175): simulated callers
+    /// sound different from each other and from the agent.
+    pub fn with_voice(mut self, voice: &str, words_per_minute: u32) -> Self {
+        self.voice = Some(voice.to_owned());
+        self.words_per_minute = Some(words_per_minute);
+        self
     }
 
     /// The espeak-ng program in use, if any.
@@ -77,6 +88,9 @@ impl Builtin {
         command.arg("--stdout");
         if let Some(voice) = &self.voice {
             command.args(["-v", voice]);
+        }
+        if let Some(speed) = self.words_per_minute {
+            command.args(["-s", &speed.to_string()]);
         }
         // Text on stdin, so text starting with '-' is not an option.
         command

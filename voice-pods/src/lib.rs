@@ -7,6 +7,8 @@
 //! no new calls, calls in progress get the grace period, the rest are
 //! closed as `drained`, and every event is flushed before it returns.
 
+#[cfg(feature = "caller")]
+pub mod audio_caller;
 pub mod drain;
 pub mod listener;
 pub mod media;

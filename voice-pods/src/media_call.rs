@@ -14,7 +14,7 @@ use dialtone_crds::objective::Primitive;
 use dialtone_engine::{Engine, Input, Output};
 use dialtone_providers::ProviderError;
 use dialtone_providers::cost::Usage;
-use dialtone_providers::stt::{SttConfig, SttEvent, SttInput, SttSession};
+use dialtone_providers::stt::{Expectation, SttConfig, SttEvent, SttInput, SttSession};
 use dialtone_spine::event::{Channel, CloseReason, Direction};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -126,6 +126,8 @@ struct Line<'v> {
     closing_deadline: Option<Instant>,
     /// A reply's first frame ends the turn's latency clock.
     awaiting_reply: bool,
+    /// What speech to text was last told the engine waits for.
+    expecting: Option<Expectation>,
 }
 
 impl Line<'_> {
@@ -154,8 +156,33 @@ impl Line<'_> {
         if self.speaker.current.is_none() {
             self.start_next(session).await;
         }
+        self.expect(session);
         self.after_playback(session);
         Ok(())
+    }
+
+    /// Tells speech to text what the engine now waits for, so the builtin
+    /// recogniser can listen with that primitive's grammar.
+    fn expect(&mut self, session: &CallSession<'_>) {
+        let Some(listening) = session.listening() else {
+            return;
+        };
+        let expectation = Expectation {
+            expect: listening.expect,
+            options: listening.options.clone(),
+        };
+        if self.expecting.as_ref() == Some(&expectation) {
+            return;
+        }
+        // A full queue means recognition is behind on audio already; the
+        // next change of step tries again.
+        if self
+            .stt_audio
+            .try_send(SttInput::Expect(expectation.clone()))
+            .is_ok()
+        {
+            self.expecting = Some(expectation);
+        }
     }
 
     /// Starts synthesising the next queued phrase.
@@ -581,6 +608,7 @@ pub async fn run(
         silence_deadline: None,
         closing_deadline: None,
         awaiting_reply: false,
+        expecting: None,
     };
     let reason = match line.converse(&pod, &mut session, &opening).await {
         Ok(r) => r,

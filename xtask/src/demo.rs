@@ -13,6 +13,7 @@ use serde::Deserialize;
 use std::process::Command;
 
 use crate::cmd;
+use crate::demo_audio;
 use crate::demo_calls;
 use crate::demo_campaigns;
 use crate::demo_limits;
@@ -218,6 +219,10 @@ pub fn run(keep: bool) -> Result<()> {
         Step::new("dialtone campaign status, export and dnc import", || {
             demo_campaigns::cli(&env()?, &target_dir(&root)?)
         }),
+        Step::new(
+            "a phone call in audio with builtin speech: the caller talks, the pod hears and books",
+            || demo_audio::show(&env()?, &target_dir(&root)?, *voice_port.borrow()),
+        ),
         Step::new(
             "a hostile client: forged stream, 50 MB frame, 1,000 idle sockets",
             || {

@@ -153,7 +153,7 @@ pub fn ready(port: u16) -> bool {
 
 /// The `dialtone` CLI the demo built (running it through `cargo run` would
 /// check the build again for every call batch).
-fn dialtone(target: &Path) -> Result<Command> {
+pub fn dialtone(target: &Path) -> Result<Command> {
     let program = target.join("debug").join("dialtone");
     if !program.is_file() {
         bail!("{} was not built", program.display());

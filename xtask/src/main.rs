@@ -12,6 +12,7 @@
 mod bench;
 mod cmd;
 mod demo;
+mod demo_audio;
 mod demo_calls;
 mod demo_campaigns;
 mod demo_limits;

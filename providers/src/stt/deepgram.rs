@@ -225,6 +225,8 @@ async fn run(
                         keepalive.reset();
                         send(&mut socket, Message::Binary(chunk)).await
                     }
+                    // Deepgram's general model needs no hint of what comes.
+                    Some(SttInput::Expect(_)) => Ok(()),
                     Some(SttInput::Finish) | None => {
                         finishing = true;
                         deadline.as_mut().reset(Instant::now() + close_timeout);

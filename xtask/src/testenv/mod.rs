@@ -20,6 +20,7 @@ mod certs;
 mod kube;
 mod postgres;
 pub mod run;
+mod speech;
 mod state;
 
 use std::fs;
@@ -250,6 +251,7 @@ pub fn up() -> Result<Env> {
     }
 
     let pg = postgres::ensure_installed()?;
+    speech::ensure_installed()?;
     let pg_user = postgres::run_as()?;
 
     if etcd_data_is_stale(&dir) {

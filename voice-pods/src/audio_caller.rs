@@ -1,0 +1,331 @@
+//! A caller that talks in audio: it rings a voice pod through the signed
+//! Twilio voice webhook, opens the Media Streams socket it is given and, as
+//! Twilio does, streams 20 ms µ-law frames in real time for the whole call
+//! (silence between its lines). Each line of its script is spoken with
+//! espeak-ng (the builtin TTS, in the caller's own voice and speed) or
+//! keyed as DTMF, once the agent has finished speaking. For the audio
+//! tests, the demo and `dialtone loadtest --audio`.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::Message;
+
+use dialtone_providers::tts::{self, TextToSpeech};
+use dialtone_providers::twilio::signature;
+
+/// One Twilio media frame: 20 ms at 8 kHz.
+const FRAME: usize = 160;
+/// µ-law silence.
+const SILENCE: u8 = 0xFF;
+/// The agent has finished its turn once its last phrase has played and
+/// nothing more came for this long.
+const AGENT_QUIET: Duration = Duration::from_millis(800);
+/// Longest the caller waits for the agent to speak.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Between key presses.
+const KEY_GAP: Duration = Duration::from_millis(150);
+
+/// One line of the caller's script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// Say this.
+    Say(String),
+    /// Key these digits (and `#`, `*`).
+    Keys(String),
+}
+
+/// Who calls whom, how they sound and what they say.
+#[derive(Clone, Debug)]
+pub struct AudioCall {
+    /// The pod, `http://host:port`.
+    pub pod: String,
+    /// The Twilio auth token the pod checks webhooks with.
+    pub auth_token: String,
+    /// The caller's number.
+    pub from: String,
+    /// The number called.
+    pub to: String,
+    /// Twilio's id of the call.
+    pub call_sid: String,
+    /// The espeak-ng voice and words per minute of the caller.
+    pub voice: (String, u32),
+    /// What the caller says, a line per agent turn.
+    pub script: Vec<Line>,
+}
+
+/// One exchange: what the agent played, then what the caller answered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exchange {
+    /// Seconds of agent audio received.
+    pub agent_seconds: f64,
+    /// The caller's line (none after the agent's last turn).
+    pub caller: Option<Line>,
+}
+
+/// How the call went, from the caller's side.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AudioReport {
+    /// Each agent turn and the answer to it.
+    pub exchanges: Vec<Exchange>,
+    /// `clear` messages received (the agent stopped talking over us).
+    pub clears: usize,
+    /// Whether the agent closed the stream (rather than the caller).
+    pub agent_hung_up: bool,
+}
+
+/// Why a call could not be placed.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioCallError {
+    /// The voice webhook failed.
+    #[error("voice webhook: {0}")]
+    Webhook(String),
+    /// The answer had no `<Stream url>`.
+    #[error("the pod answered without a media stream: {0}")]
+    NoStream(String),
+    /// The media socket failed.
+    #[error("media stream: {0}")]
+    Socket(String),
+    /// The caller's voice could not be rendered.
+    #[error("text to speech: {0}")]
+    Speech(String),
+    /// The agent said nothing for too long.
+    #[error("the agent was silent for {after:?}, after {exchanges:?}")]
+    AgentSilent {
+        /// How long the caller waited.
+        after: Duration,
+        /// The exchanges before.
+        exchanges: Vec<Exchange>,
+    },
+}
+
+/// The `<Stream url="…">` of a TwiML answer.
+fn stream_url(twiml: &str) -> Option<String> {
+    let start = twiml.find("<Stream url=\"")? + "<Stream url=\"".len();
+    let len = twiml[start..].find('"')?;
+    Some(twiml[start..start + len].replace("&amp;", "&"))
+}
+
+/// What the pacer sends.
+enum Outgoing {
+    Audio(Vec<u8>),
+    Json(Value),
+}
+
+/// Places `call` and plays its script to the end.
+pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
+    let webhook = format!("{}/twilio/voice", call.pod.trim_end_matches('/'));
+    let params: Vec<(String, String)> = [
+        ("AccountSid", "ACaudio"),
+        ("CallSid", call.call_sid.as_str()),
+        ("From", call.from.as_str()),
+        ("To", call.to.as_str()),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let body =
+        serde_urlencoded::to_string(&params).map_err(|e| AudioCallError::Webhook(e.to_string()))?;
+    let response = reqwest::Client::new()
+        .post(&webhook)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "X-Twilio-Signature",
+            signature(&call.auth_token, &webhook, &params),
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| AudioCallError::Webhook(e.to_string()))?;
+    let status = response.status();
+    let twiml = response
+        .text()
+        .await
+        .map_err(|e| AudioCallError::Webhook(e.to_string()))?;
+    if !status.is_success() {
+        return Err(AudioCallError::Webhook(format!("{status}: {twiml}")));
+    }
+    let url = stream_url(&twiml).ok_or_else(|| AudioCallError::NoStream(twiml.clone()))?;
+    let (socket, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .map_err(|e| AudioCallError::Socket(e.to_string()))?;
+    let (mut sink, mut stream) = socket.split();
+    let stream_sid = format!("MZ{}", call.call_sid);
+
+    // The pacer owns the sending half: a frame every 20 ms, the caller's
+    // speech when there is some, else silence; JSON (marks, keys) between.
+    let (outgoing, mut queue) = mpsc::unbounded_channel::<Outgoing>();
+    let sid = stream_sid.clone();
+    let pacer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut speech: std::collections::VecDeque<u8> = Default::default();
+        let mut chunk = 0u64;
+        loop {
+            tick.tick().await;
+            loop {
+                match queue.try_recv() {
+                    Ok(Outgoing::Audio(audio)) => speech.extend(audio),
+                    Ok(Outgoing::Json(value)) => {
+                        if sink
+                            .send(Message::Text(value.to_string().into()))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        let _ = sink.close().await;
+                        return;
+                    }
+                }
+            }
+            let frame: Vec<u8> = (0..FRAME)
+                .map(|_| speech.pop_front().unwrap_or(SILENCE))
+                .collect();
+            chunk += 1;
+            let media = json!({"event": "media", "streamSid": sid, "media": {
+                "track": "inbound", "chunk": chunk.to_string(),
+                "timestamp": (chunk * 20).to_string(), "payload": STANDARD.encode(&frame)}});
+            if sink
+                .send(Message::Text(media.to_string().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let send = |value: Value| {
+        // The pacer ends only when the socket does; reading finds out.
+        let _ = outgoing.send(Outgoing::Json(value));
+    };
+    send(json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}));
+    send(
+        json!({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": {
+        "accountSid": "ACaudio", "streamSid": stream_sid, "callSid": call.call_sid,
+        "tracks": ["inbound"],
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}),
+    );
+
+    let voice = tts::Builtin::new(Some("en-US")).with_voice(&call.voice.0, call.voice.1);
+    let mut report = AudioReport::default();
+    let mut script = call.script.iter();
+    loop {
+        let (frames, open) = agent_turn(&mut stream, &send, &mut report).await?;
+        let line = if open { script.next().cloned() } else { None };
+        report.exchanges.push(Exchange {
+            agent_seconds: frames as f64 * 0.02,
+            caller: line.clone(),
+        });
+        match line {
+            None => {
+                report.agent_hung_up = !open;
+                break;
+            }
+            Some(Line::Say(text)) => {
+                let mut rx = voice
+                    .synthesize(&text)
+                    .await
+                    .map_err(|e| AudioCallError::Speech(e.to_string()))?;
+                let mut audio = Vec::new();
+                while let Some(part) = rx.recv().await {
+                    audio.extend_from_slice(
+                        &part.map_err(|e| AudioCallError::Speech(e.to_string()))?,
+                    );
+                }
+                let _ = outgoing.send(Outgoing::Audio(audio));
+            }
+            Some(Line::Keys(digits)) => {
+                for digit in digits.chars() {
+                    send(json!({"event": "dtmf", "streamSid": stream_sid,
+                        "dtmf": {"track": "inbound_track", "digit": digit.to_string()}}));
+                    tokio::time::sleep(KEY_GAP).await;
+                }
+            }
+        }
+    }
+    if !report.agent_hung_up {
+        send(json!({"event": "stop", "streamSid": stream_sid,
+            "stop": {"accountSid": "ACaudio", "callSid": call.call_sid}}));
+    }
+    drop(outgoing);
+    let _ = pacer.await;
+    Ok(report)
+}
+
+/// Listens to one agent turn: counts its frames, echoes its marks as
+/// Twilio does once a phrase has played, and returns when it has been
+/// quiet for [`AGENT_QUIET`] after a mark (`false`: the stream closed).
+async fn agent_turn<S>(
+    stream: &mut S,
+    send: &impl Fn(Value),
+    report: &mut AudioReport,
+) -> Result<(usize, bool), AudioCallError>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let started = Instant::now();
+    let mut frames = 0;
+    let mut marked = false;
+    loop {
+        let wait = if marked { AGENT_QUIET } else { AGENT_TIMEOUT };
+        let message = match tokio::time::timeout(wait, stream.next()).await {
+            Err(_) if marked => return Ok((frames, true)),
+            Err(_) => {
+                return Err(AudioCallError::AgentSilent {
+                    after: started.elapsed(),
+                    exchanges: report.exchanges.clone(),
+                });
+            }
+            Ok(None) | Ok(Some(Err(_))) => return Ok((frames, false)),
+            Ok(Some(Ok(message))) => message,
+        };
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Close(_) => return Ok((frames, false)),
+            _ => continue,
+        };
+        let Ok(value) = serde_json::from_str::<Value>(text.as_str()) else {
+            continue;
+        };
+        match value["event"].as_str() {
+            Some("media") => {
+                frames += 1;
+                marked = false;
+            }
+            Some("mark") => {
+                send(
+                    json!({"event": "mark", "streamSid": value["streamSid"], "mark": value["mark"]}),
+                );
+                marked = true;
+            }
+            Some("clear") => report.clears += 1,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_url_is_read_from_twiml() {
+        let twiml = r#"<Response><Connect><Stream url="ws://h/twilio/media/a.b?x=1&amp;y=2"/></Connect></Response>"#;
+        assert_eq!(
+            stream_url(twiml).as_deref(),
+            Some("ws://h/twilio/media/a.b?x=1&y=2")
+        );
+        assert_eq!(stream_url("<Response/>"), None);
+    }
+}

@@ -1,0 +1,93 @@
+//! A phone call that hears and speaks with no vendor account: a scripted
+//! caller talks in audio (espeak-ng, real-time 20 ms µ-law frames over
+//! Media Streams, a signed webhook) to a voice pod whose Agent uses the
+//! builtin providers, and books an appointment. The outcome and the slots
+//! are read back from the call's events. Needs espeak-ng and PocketSphinx
+//! (`cargo xtask test` installs them) and PostgreSQL.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns: a panic fails the test
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use dialtone_voice::audio_caller::{self, AudioCall, Line};
+use dialtone_voice::testkit::{
+    self, AUTH_TOKEN, TestPod, random_number, random_suffix, seed_dental,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audio_caller_books_an_appointment_with_builtin_speech() {
+    let Some(url) = testkit::database_or_skip("audio call") else {
+        return;
+    };
+    let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
+    let number = random_number();
+    let agent = format!("voice-audio-{}", random_suffix());
+    seed_dental(pod.pool(), &agent, &number, "Mia")
+        .await
+        .unwrap();
+    let call_sid = format!("CAaudio{}", random_suffix());
+    let say = |text: &str| Line::Say(text.to_owned());
+    let call = AudioCall {
+        pod: format!("http://{}", pod.addr),
+        auth_token: AUTH_TOKEN.to_owned(),
+        from: "+61400000009".to_owned(),
+        to: number.clone(),
+        call_sid: call_sid.clone(),
+        voice: ("en-us".to_owned(), 165),
+        script: vec![
+            say("a check up and clean please"),
+            say("peter brown"),
+            Line::Keys("0412345678#".to_owned()),
+            say("yes"),
+            say("next monday at ten in the morning"),
+            say("yes"),
+        ],
+    };
+    let report = audio_caller::place(&call).await.unwrap();
+
+    let call_id: uuid::Uuid = sqlx::query_scalar(
+        "SELECT call_id FROM call_events WHERE event_type = 'callOpened' AND payload->>'externalId' = $1",
+    )
+    .bind(&call_sid)
+    .fetch_one(pod.pool())
+    .await
+    .unwrap();
+    let events = closed_events(pod.pool(), call_id).await;
+    assert_well_formed(&events);
+    let heard: Vec<String> = events
+        .iter()
+        .filter(|e| e.1 == "inputReceived")
+        .map(|e| e.2["input"].to_string())
+        .collect();
+    let slots: std::collections::BTreeMap<String, serde_json::Value> = events
+        .iter()
+        .filter(|e| e.1 == "slotCaptured")
+        .map(|e| {
+            (
+                e.2["slot"].as_str().unwrap_or_default().to_owned(),
+                e.2["value"].clone(),
+            )
+        })
+        .collect();
+    let completed: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e.1 == "objectiveCompleted")
+        .map(|e| &e.2)
+        .collect();
+    let summary = format!(
+        "caller: {report:#?}\npod heard: {heard:#?}\nslots: {slots:?}\ncompleted: {completed:?}"
+    );
+    println!("{summary}");
+    assert_eq!(completed.len(), 1, "{summary}");
+    assert_eq!(completed[0]["outcome"], "booked", "{summary}");
+    assert_eq!(slots["service"], "check-up and clean", "{summary}");
+    assert_eq!(slots["name"], "Peter Brown", "{summary}");
+    assert_eq!(slots["phone"], "+61412345678", "{summary}");
+    assert!(slots.contains_key("appointment"), "{summary}");
+    assert!(
+        report.agent_hung_up,
+        "the agent ends the call after booking: {summary}"
+    );
+}
