@@ -32,7 +32,13 @@ pub async fn run(call: &AudioCall) -> Result<bool, AudioCallError> {
     );
     let report = audio_caller::place(call).await?;
     for exchange in &report.exchanges {
-        println!("  agent: {:.1} s of audio", exchange.agent_seconds);
+        match exchange.reply_ms {
+            Some(ms) => println!(
+                "  agent: {:.1} s of audio, {ms} ms after the caller finished",
+                exchange.agent_seconds
+            ),
+            None => println!("  agent: {:.1} s of audio", exchange.agent_seconds),
+        }
         match &exchange.caller {
             Some(Line::Say(text)) => println!("  caller says: {text}"),
             Some(Line::Keys(keys)) => println!("  caller keys: {keys}"),

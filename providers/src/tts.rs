@@ -1,8 +1,10 @@
 //! Streaming text to speech. Every adapter produces µ-law at 8 kHz, ready
 //! for Twilio Media Streams, in chunks as they are synthesised.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,6 +42,46 @@ pub struct Builtin {
     voice: Option<String>,
     words_per_minute: Option<u32>,
     timeout: Duration,
+    /// Phrases already rendered. One `Builtin` serves one config version,
+    /// so its fixed lines (greeting, confirmations, apologies) are rendered
+    /// once and later calls' first audio leaves at once.
+    phrases: Arc<Mutex<PhraseCache>>,
+}
+
+/// Phrases kept per provider, and the audio they may hold in total (a
+/// minute of telephone audio is 480 KB).
+const CACHED_PHRASES: usize = 256;
+const CACHED_BYTES: usize = 8 * 1024 * 1024;
+
+/// Rendered phrases, the oldest forgotten first once either bound is hit.
+#[derive(Debug, Default)]
+struct PhraseCache {
+    audio: HashMap<String, Arc<[u8]>>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl PhraseCache {
+    fn get(&self, text: &str) -> Option<Arc<[u8]>> {
+        self.audio.get(text).cloned()
+    }
+
+    fn put(&mut self, text: &str, ulaw: Arc<[u8]>) {
+        if ulaw.len() > CACHED_BYTES || self.audio.contains_key(text) {
+            return;
+        }
+        self.bytes += ulaw.len();
+        self.audio.insert(text.to_owned(), ulaw);
+        self.order.push_back(text.to_owned());
+        while self.order.len() > CACHED_PHRASES || self.bytes > CACHED_BYTES {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.audio.remove(&oldest) {
+                self.bytes -= gone.len();
+            }
+        }
+    }
 }
 
 impl Builtin {
@@ -66,6 +108,7 @@ impl Builtin {
             voice,
             words_per_minute: None,
             timeout: Duration::from_secs(10),
+            phrases: Arc::default(),
         }
     }
 
@@ -75,6 +118,7 @@ impl Builtin {
     pub fn with_voice(mut self, voice: &str, words_per_minute: u32) -> Self {
         self.voice = Some(voice.to_owned());
         self.words_per_minute = Some(words_per_minute);
+        self.phrases = Arc::default();
         self
     }
 
@@ -137,19 +181,32 @@ impl TextToSpeech for Builtin {
         &self,
         text: &str,
     ) -> Result<mpsc::Receiver<Result<Bytes, ProviderError>>, ProviderError> {
-        let ulaw = match &self.espeak {
-            Some(program) if !text.trim().is_empty() => {
+        let cached = self
+            .phrases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(text);
+        let ulaw: Arc<[u8]> = match (&self.espeak, cached) {
+            (_, Some(ulaw)) => ulaw,
+            (Some(program), None) if !text.trim().is_empty() => {
                 match self.espeak_audio(program, text).await {
-                    Ok(ulaw) => ulaw,
+                    Ok(ulaw) => {
+                        let ulaw: Arc<[u8]> = ulaw.into();
+                        self.phrases
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .put(text, Arc::clone(&ulaw));
+                        ulaw
+                    }
                     Err(reason) => {
                         // The offline provider keeps calls going: a tone is
                         // better than silence in a demo.
                         tracing::warn!(program = %program.display(), %reason, "espeak-ng failed; using the tone");
-                        audio::tone(text)
+                        audio::tone(text).into()
                     }
                 }
             }
-            _ => audio::tone(text),
+            _ => audio::tone(text).into(),
         };
         let chunks: Vec<Bytes> = ulaw
             .chunks(BUILTIN_CHUNK)
@@ -167,6 +224,27 @@ impl TextToSpeech for Builtin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_phrase_cache_forgets_the_oldest_past_either_bound() {
+        let mut cache = PhraseCache::default();
+        for i in 0..CACHED_PHRASES + 10 {
+            cache.put(&format!("phrase {i}"), vec![0u8; 100].into());
+        }
+        assert_eq!(cache.audio.len(), CACHED_PHRASES);
+        assert!(cache.get("phrase 0").is_none());
+        assert!(
+            cache
+                .get(&format!("phrase {}", CACHED_PHRASES + 9))
+                .is_some()
+        );
+        cache.put("long", vec![0u8; CACHED_BYTES / 2].into());
+        cache.put("longer", vec![0u8; CACHED_BYTES / 2].into());
+        assert!(cache.bytes <= CACHED_BYTES, "{}", cache.bytes);
+        assert!(cache.get("longer").is_some());
+        cache.put("too long", vec![0u8; CACHED_BYTES + 1].into());
+        assert!(cache.get("too long").is_none());
+    }
 
     async fn collect(mut rx: mpsc::Receiver<Result<Bytes, ProviderError>>) -> Vec<u8> {
         let mut out = Vec::new();

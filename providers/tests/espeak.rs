@@ -83,6 +83,14 @@ async fn espeak_output_is_resampled_to_ulaw_and_failures_fall_back_to_the_tone()
     let text = std::fs::read_to_string(dir.join("text")).unwrap();
     assert_eq!(text, "-v de Hello there");
 
+    // Said again, the phrase comes from the cache: the program is not run.
+    std::fs::remove_file(dir.join("args")).unwrap();
+    assert_eq!(say(&tts, "-v de Hello there").await, expected);
+    assert!(
+        !dir.join("args").exists(),
+        "a cached phrase is not rendered again"
+    );
+
     let fallback = Builtin::with_program(Some(broken), None);
     assert_eq!(
         say(&fallback, "Hello there").await,

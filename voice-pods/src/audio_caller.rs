@@ -6,6 +6,7 @@
 //! keyed as DTMF, once the agent has finished speaking. For the audio
 //! tests, the demo and `dialtone loadtest --audio`.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -28,6 +29,8 @@ const SILENCE: u8 = 0xFF;
 const AGENT_QUIET: Duration = Duration::from_millis(800);
 /// Longest the caller waits for the agent to speak.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Agent turns the caller stays silent through once its script is over.
+const UNSCRIPTED_TURNS: usize = 5;
 /// Between key presses.
 const KEY_GAP: Duration = Duration::from_millis(150);
 
@@ -64,6 +67,10 @@ pub struct AudioCall {
 pub struct Exchange {
     /// Seconds of agent audio received.
     pub agent_seconds: f64,
+    /// From the end of the caller's previous line (its last frame of
+    /// speech or its last key) to the agent's first audio: what the caller
+    /// waits, the endpointer's silence included. `None` for the greeting.
+    pub reply_ms: Option<u64>,
     /// The caller's line (none after the agent's last turn).
     pub caller: Option<Line>,
 }
@@ -163,6 +170,9 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
     // speech when there is some, else silence; JSON (marks, keys) between.
     let (outgoing, mut queue) = mpsc::unbounded_channel::<Outgoing>();
     let sid = stream_sid.clone();
+    // When the caller last finished a line, for the agent's reply time.
+    let finished: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let spoke = Arc::clone(&finished);
     let pacer = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -189,9 +199,13 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
                     }
                 }
             }
+            let speaking = !speech.is_empty();
             let frame: Vec<u8> = (0..FRAME)
                 .map(|_| speech.pop_front().unwrap_or(SILENCE))
                 .collect();
+            if speaking && speech.is_empty() {
+                *spoke.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+            }
             chunk += 1;
             let media = json!({"event": "media", "streamSid": sid, "media": {
                 "track": "inbound", "chunk": chunk.to_string(),
@@ -220,18 +234,32 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
     let voice = tts::Builtin::new(Some("en-US")).with_voice(&call.voice.0, call.voice.1);
     let mut report = AudioReport::default();
     let mut script = call.script.iter();
+    let mut unscripted = 0;
     loop {
-        let (frames, open) = agent_turn(&mut stream, &send, &mut report).await?;
+        let turn = agent_turn(&mut stream, &send, &mut report).await?;
+        let open = turn.open;
         let line = if open { script.next().cloned() } else { None };
+        let caller_finished = finished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let reply_ms = caller_finished
+            .zip(turn.first_audio)
+            .map(|(end, first)| first.saturating_duration_since(end).as_millis() as u64);
         report.exchanges.push(Exchange {
-            agent_seconds: frames as f64 * 0.02,
+            agent_seconds: turn.frames as f64 * 0.02,
+            reply_ms,
             caller: line.clone(),
         });
         match line {
-            None => {
-                report.agent_hung_up = !open;
+            None if !open => {
+                report.agent_hung_up = true;
                 break;
             }
+            // Out of lines: stay on the line in silence while the agent
+            // reprompts and closes, as a caller who said nothing would.
+            None if unscripted < UNSCRIPTED_TURNS => unscripted += 1,
+            None => break,
             Some(Line::Say(text)) => {
                 let mut rx = voice
                     .synthesize(&text)
@@ -251,6 +279,7 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
                         "dtmf": {"track": "inbound_track", "digit": digit.to_string()}}));
                     tokio::time::sleep(KEY_GAP).await;
                 }
+                *finished.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
             }
         }
     }
@@ -263,36 +292,54 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
     Ok(report)
 }
 
+/// What the caller heard of one agent turn.
+struct AgentTurn {
+    frames: usize,
+    first_audio: Option<Instant>,
+    /// `false`: the stream closed.
+    open: bool,
+}
+
 /// Listens to one agent turn: counts its frames, echoes its marks as
 /// Twilio does once a phrase has played, and returns when it has been
-/// quiet for [`AGENT_QUIET`] after a mark (`false`: the stream closed).
+/// quiet for [`AGENT_QUIET`] after a mark.
 async fn agent_turn<S>(
     stream: &mut S,
     send: &impl Fn(Value),
     report: &mut AudioReport,
-) -> Result<(usize, bool), AudioCallError>
+) -> Result<AgentTurn, AudioCallError>
 where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     let started = Instant::now();
-    let mut frames = 0;
+    let mut turn = AgentTurn {
+        frames: 0,
+        first_audio: None,
+        open: true,
+    };
     let mut marked = false;
     loop {
         let wait = if marked { AGENT_QUIET } else { AGENT_TIMEOUT };
         let message = match tokio::time::timeout(wait, stream.next()).await {
-            Err(_) if marked => return Ok((frames, true)),
+            Err(_) if marked => return Ok(turn),
             Err(_) => {
                 return Err(AudioCallError::AgentSilent {
                     after: started.elapsed(),
                     exchanges: report.exchanges.clone(),
                 });
             }
-            Ok(None) | Ok(Some(Err(_))) => return Ok((frames, false)),
+            Ok(None) | Ok(Some(Err(_))) => {
+                turn.open = false;
+                return Ok(turn);
+            }
             Ok(Some(Ok(message))) => message,
         };
         let text = match message {
             Message::Text(text) => text,
-            Message::Close(_) => return Ok((frames, false)),
+            Message::Close(_) => {
+                turn.open = false;
+                return Ok(turn);
+            }
             _ => continue,
         };
         let Ok(value) = serde_json::from_str::<Value>(text.as_str()) else {
@@ -300,7 +347,8 @@ where
         };
         match value["event"].as_str() {
             Some("media") => {
-                frames += 1;
+                turn.frames += 1;
+                turn.first_audio.get_or_insert_with(Instant::now);
                 marked = false;
             }
             Some("mark") => {

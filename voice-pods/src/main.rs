@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use dialtone_voice::pod::Silence;
 use dialtone_voice::token::StreamSecret;
 use dialtone_voice::{PodError, Settings};
 
@@ -71,6 +72,11 @@ struct Args {
     /// Seconds a text call may go without a message before it is closed.
     #[arg(long, env = "DIALTONE_TEXT_IDLE_SECONDS", default_value_t = 300)]
     text_idle_seconds: u64,
+    /// Seconds a caller may stay silent before the objective's silence
+    /// policy applies, for every step; unset: 5 s for yes/no and choices,
+    /// 6 s for names, dates and times, 8 s for digits and addresses.
+    #[arg(long, env = "DIALTONE_SILENCE_SECONDS")]
+    silence_seconds: Option<u64>,
 }
 
 /// Why the pod did not start or stop cleanly.
@@ -164,6 +170,9 @@ async fn run(args: Args) -> Result<(), RunError> {
         max_calls: args.max_calls,
         max_connections: args.max_connections,
         text_idle: Duration::from_secs(args.text_idle_seconds),
+        silence: args.silence_seconds.map_or(Silence::PerPrimitive, |s| {
+            Silence::Fixed(Duration::from_secs(s))
+        }),
     };
     let (pod, writer) = dialtone_voice::start(settings, &args.database_url, args.spill_path)?;
     let listener = tokio::net::TcpListener::bind(args.listen)

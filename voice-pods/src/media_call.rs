@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::drain::{CallGuard, Drain};
 use crate::media::{Framer, Inbound, Mark, Outbound, Start, media_message};
-use crate::pod::Pod;
+use crate::pod::{Pod, Silence};
 use crate::session::{CallMeta, CallSession, Pinned};
 use crate::token::StreamClaims;
 use crate::vendors::{AudioVendors, CallVendors, accrue};
@@ -35,22 +35,6 @@ const DTMF_GAP: Duration = Duration::from_secs(3);
 const CLOSING_LIMIT: Duration = Duration::from_secs(30);
 /// Longest wait for speech to text to report the audio it billed.
 const STT_CLOSE_LIMIT: Duration = Duration::from_secs(2);
-
-/// How long the caller may stay silent after the agent finished speaking
-/// before the engine gets a silence timeout. The Voice Core owns
-/// turn-taking; the objective's silence policy decides what a timeout
-/// does. Digits and addresses take longer to start saying than yes or no.
-pub fn silence_timeout(expect: Primitive) -> Duration {
-    Duration::from_secs(match expect {
-        Primitive::YesNo | Primitive::Choice => 5,
-        Primitive::Name | Primitive::Date | Primitive::Time | Primitive::DateTime => 6,
-        Primitive::Phone
-        | Primitive::Email
-        | Primitive::Address
-        | Primitive::Number
-        | Primitive::Money => 8,
-    })
-}
 
 /// Whether one key answers what the engine waits for.
 fn single_key(expect: Primitive) -> bool {
@@ -128,6 +112,8 @@ struct Line<'v> {
     awaiting_reply: bool,
     /// What speech to text was last told the engine waits for.
     expecting: Option<Expectation>,
+    /// How long the caller may stay silent.
+    silence: Silence,
 }
 
 impl Line<'_> {
@@ -214,7 +200,7 @@ impl Line<'_> {
         if self.silence_deadline.is_none()
             && let Some(listening) = session.listening()
         {
-            self.silence_deadline = Some(Instant::now() + silence_timeout(listening.expect));
+            self.silence_deadline = Some(Instant::now() + self.silence.timeout(listening.expect));
         }
     }
 
@@ -609,6 +595,7 @@ pub async fn run(
         closing_deadline: None,
         awaiting_reply: false,
         expecting: None,
+        silence: pod.settings.silence,
     };
     let reason = match line.converse(&pod, &mut session, &opening).await {
         Ok(r) => r,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dialtone_crds::objective::Primitive;
 use dialtone_spine::writer::EventSink;
 use prometheus_client::registry::Registry;
 
@@ -37,6 +38,39 @@ pub struct Settings {
     pub max_connections: usize,
     /// How long a text call may go without a message before it is closed.
     pub text_idle: Duration,
+    /// How long a caller may stay silent, on both channels.
+    pub silence: Silence,
+}
+
+/// How long a caller may stay silent after the agent finished speaking
+/// before the engine gets a silence timeout (the objective's silence policy
+/// decides what that does). The Voice Core owns turn-taking, on the phone
+/// and on the text channel alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Silence {
+    /// Digits and addresses take longer to start saying than yes or no.
+    #[default]
+    PerPrimitive,
+    /// The same for every step (operators tuning a line; tests).
+    Fixed(Duration),
+}
+
+impl Silence {
+    /// The timeout while the engine waits for `expect`.
+    pub fn timeout(self, expect: Primitive) -> Duration {
+        match self {
+            Silence::Fixed(timeout) => timeout,
+            Silence::PerPrimitive => Duration::from_secs(match expect {
+                Primitive::YesNo | Primitive::Choice => 5,
+                Primitive::Name | Primitive::Date | Primitive::Time | Primitive::DateTime => 6,
+                Primitive::Phone
+                | Primitive::Email
+                | Primitive::Address
+                | Primitive::Number
+                | Primitive::Money => 8,
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -51,6 +85,7 @@ impl std::fmt::Debug for Settings {
             max_calls,
             max_connections,
             text_idle,
+            silence,
         } = self;
         f.debug_struct("Settings")
             .field("public_url", public_url)
@@ -64,6 +99,7 @@ impl std::fmt::Debug for Settings {
             .field("max_calls", max_calls)
             .field("max_connections", max_connections)
             .field("text_idle", text_idle)
+            .field("silence", silence)
             .finish()
     }
 }
@@ -113,6 +149,7 @@ mod tests {
             max_calls: 500,
             max_connections: 2_000,
             text_idle: Duration::from_secs(300),
+            silence: Silence::PerPrimitive,
         };
         let printed = format!("{settings:?}");
         assert!(!printed.contains("platform-token"), "{printed}");

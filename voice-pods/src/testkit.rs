@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::pod::Silence;
 use crate::token::StreamSecret;
 use crate::{DrainReport, Pod, PodError, Settings};
 
@@ -301,6 +302,7 @@ pub fn settings(dir: &Path, public_url: &str, drain: Duration) -> Result<Setting
         max_calls: 5_000,
         max_connections: 10_000,
         text_idle: Duration::from_secs(300),
+        silence: Silence::PerPrimitive,
     })
 }
 

@@ -100,6 +100,21 @@ pub async fn run(
     session.close(reason).await;
 }
 
+/// When the caller's silence times out, if the engine listens.
+fn silence_deadline(pod: &Pod, session: &CallSession<'_>) -> Option<tokio::time::Instant> {
+    session
+        .listening()
+        .map(|l| tokio::time::Instant::now() + pod.settings.silence.timeout(l.expect))
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The call's conversation; returns why it closes.
 async fn converse(
     pod: &Pod,
@@ -120,12 +135,17 @@ async fn converse(
     // Only call messages count as activity: pings alone do not hold a
     // place on the pod.
     let mut idle_until = tokio::time::Instant::now() + pod.settings.text_idle;
+    // The objective's silence policy applies here as on the phone: a
+    // caller (or widget) that says nothing gets the reprompt, then the
+    // closing line.
+    let mut silent_until = silence_deadline(pod, session);
     loop {
         if session.ended() {
             return session.engine_close_reason();
         }
         let message = tokio::select! {
-            m = socket.recv() => m,
+            m = socket.recv() => Some(m),
+            () = sleep_opt(silent_until) => None,
             () = tokio::time::sleep_until(idle_until) => {
                 tracing::info!(call_id = %session.call_id(), "text call idle: closed as a hang-up");
                 session.input(Input::Hangup, None);
@@ -133,47 +153,53 @@ async fn converse(
             }
             () = Drain::until_forced(&mut forced) => return CloseReason::Drained,
         };
-        let text = match message {
-            Some(Ok(Message::Text(text))) => {
-                idle_until = tokio::time::Instant::now() + pod.settings.text_idle;
-                text
-            }
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                session.input(Input::Hangup, None);
-                return CloseReason::Hangup;
-            }
-            // Pings are answered by axum; binary frames mean nothing here.
-            Some(Ok(_)) => continue,
-        };
-        let outputs = match serde_json::from_str::<ClientMessage>(text.as_str()) {
-            Err(err) => {
-                let message = ServerMessage::Error {
-                    message: format!("not a call message: {err}"),
+        let outputs = match message {
+            None => session.input(Input::SilenceTimeout, None),
+            Some(message) => {
+                let text = match message {
+                    Some(Ok(Message::Text(text))) => {
+                        idle_until = tokio::time::Instant::now() + pod.settings.text_idle;
+                        text
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        session.input(Input::Hangup, None);
+                        return CloseReason::Hangup;
+                    }
+                    // Pings are answered by axum; binary frames mean nothing here.
+                    Some(Ok(_)) => continue,
                 };
-                if send(socket, &message).await.is_err() {
-                    session.input(Input::Hangup, None);
-                    return CloseReason::Hangup;
+                match serde_json::from_str::<ClientMessage>(text.as_str()) {
+                    Err(err) => {
+                        let message = ServerMessage::Error {
+                            message: format!("not a call message: {err}"),
+                        };
+                        if send(socket, &message).await.is_err() {
+                            session.input(Input::Hangup, None);
+                            return CloseReason::Hangup;
+                        }
+                        continue;
+                    }
+                    Ok(ClientMessage::Hangup) => {
+                        session.input(Input::Hangup, None);
+                        return CloseReason::Hangup;
+                    }
+                    Ok(ClientMessage::Utterance { text, confidence }) => {
+                        session.turn_ended(Instant::now());
+                        vendors.utterance(session, text, confidence).await
+                    }
+                    Ok(ClientMessage::Dtmf { digits }) => {
+                        session.turn_ended(Instant::now());
+                        session.input(Input::Dtmf { digits }, None)
+                    }
+                    Ok(ClientMessage::Silence) => session.input(Input::SilenceTimeout, None),
+                    Ok(ClientMessage::BargeIn) => session.input(Input::BargeIn, None),
                 }
-                continue;
             }
-            Ok(ClientMessage::Hangup) => {
-                session.input(Input::Hangup, None);
-                return CloseReason::Hangup;
-            }
-            Ok(ClientMessage::Utterance { text, confidence }) => {
-                session.turn_ended(Instant::now());
-                vendors.utterance(session, text, confidence).await
-            }
-            Ok(ClientMessage::Dtmf { digits }) => {
-                session.turn_ended(Instant::now());
-                session.input(Input::Dtmf { digits }, None)
-            }
-            Ok(ClientMessage::Silence) => session.input(Input::SilenceTimeout, None),
-            Ok(ClientMessage::BargeIn) => session.input(Input::BargeIn, None),
         };
         let delivered = deliver(socket, session, &outputs).await;
         // Recorded after the reply went out (see `CallSession::flush`).
         session.flush().await;
+        silent_until = silence_deadline(pod, session);
         if delivered.is_err() {
             if !session.ended() {
                 session.input(Input::Hangup, None);

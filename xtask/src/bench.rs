@@ -44,7 +44,12 @@ pub fn run() -> Result<()> {
         Step::new("capture corpus precision and recall", || {
             cmd::run(&mut example(&root, "dialtone-capture", "corpus_report"))
         }),
+        // Up first: it installs the speech packages too.
         Step::new("testenv up", || testenv::up().map(|_| ())),
+        Step::new(
+            "builtin speech to text: CPU per audio second, decoder memory",
+            || cmd::run(&mut example(&root, "dialtone-providers", "stt_bench")),
+        ),
         Step::new("event ingest against a plain INSERT", || {
             with_env(example(&root, "dialtone-spine", "ingest_bench"))
         }),
