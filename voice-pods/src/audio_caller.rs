@@ -118,6 +118,15 @@ fn stream_url(twiml: &str) -> Option<String> {
     Some(twiml[start..start + len].replace("&amp;", "&"))
 }
 
+/// Whether a µ-law frame has voice in it (above -45 dBFS, the endpointer's
+/// floor).
+fn audible(frame: &[u8]) -> bool {
+    let pcm = dialtone_providers::audio::decode(frame);
+    let energy: f64 = pcm.iter().map(|&s| f64::from(s).powi(2)).sum();
+    let rms = (energy / pcm.len().max(1) as f64).sqrt();
+    rms > f64::from(i16::MAX) * 10f64.powf(-45.0 / 20.0)
+}
+
 /// What the pacer sends.
 enum Outgoing {
     Audio(Vec<u8>),
@@ -177,6 +186,7 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut speech: std::collections::VecDeque<u8> = Default::default();
+        let mut last_voiced = None;
         let mut chunk = 0u64;
         loop {
             tick.tick().await;
@@ -203,8 +213,13 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
             let frame: Vec<u8> = (0..FRAME)
                 .map(|_| speech.pop_front().unwrap_or(SILENCE))
                 .collect();
+            // The end of speech is the last frame with voice in it: TTS
+            // audio ends in silence of its own.
+            if speaking && audible(&frame) {
+                last_voiced = Some(Instant::now());
+            }
             if speaking && speech.is_empty() {
-                *spoke.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                *spoke.lock().unwrap_or_else(PoisonError::into_inner) = last_voiced.take();
             }
             chunk += 1;
             let media = json!({"event": "media", "streamSid": sid, "media": {
@@ -274,10 +289,12 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
                 let _ = outgoing.send(Outgoing::Audio(audio));
             }
             Some(Line::Keys(digits)) => {
-                for digit in digits.chars() {
+                for (i, digit) in digits.chars().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(KEY_GAP).await;
+                    }
                     send(json!({"event": "dtmf", "streamSid": stream_sid,
                         "dtmf": {"track": "inbound_track", "digit": digit.to_string()}}));
-                    tokio::time::sleep(KEY_GAP).await;
                 }
                 *finished.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
             }
@@ -366,6 +383,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_is_not_audible_and_a_tone_is() {
+        assert!(!audible(&[SILENCE; FRAME]));
+        let tone: Vec<i16> = (0..FRAME)
+            .map(|i| (8_000.0 * (i as f64 * 0.3).sin()) as i16)
+            .collect();
+        assert!(audible(&dialtone_providers::audio::encode(&tone)));
+    }
 
     #[test]
     fn the_stream_url_is_read_from_twiml() {
