@@ -9,6 +9,9 @@ use dialtone_voice::audio_caller::{self, AudioCall, AudioCallError, Line};
 pub fn parse_line(line: &str) -> Result<Line, String> {
     match line.split_once(':') {
         Some(("say", text)) if !text.trim().is_empty() => Ok(Line::Say(text.trim().to_owned())),
+        Some(("interrupt", text)) if !text.trim().is_empty() => {
+            Ok(Line::Interrupt(text.trim().to_owned()))
+        }
         Some(("keys", keys))
             if !keys.is_empty()
                 && keys
@@ -18,7 +21,7 @@ pub fn parse_line(line: &str) -> Result<Line, String> {
             Ok(Line::Keys(keys.to_owned()))
         }
         _ => Err(format!(
-            "{line:?}: a line is say:WORDS or keys:DIGITS (0-9, # and *)"
+            "{line:?}: a line is say:WORDS, interrupt:WORDS (said over the agent) or keys:DIGITS (0-9, # and *)"
         )),
     }
 }
@@ -41,12 +44,20 @@ pub async fn run(call: &AudioCall) -> Result<bool, AudioCallError> {
         }
         match &exchange.caller {
             Some(Line::Say(text)) => println!("  caller says: {text}"),
+            Some(Line::Interrupt(text)) => match exchange.barge_in_ms {
+                Some(ms) => println!(
+                    "  caller talks over it: {text} (the agent stopped {ms} ms after the caller began)"
+                ),
+                None => println!("  caller talks over it: {text} (the agent did not stop)"),
+            },
             Some(Line::Keys(keys)) => println!("  caller keys: {keys}"),
             None => {}
         }
     }
-    if report.clears > 0 {
-        println!("  the agent stopped for the caller {} times", report.clears);
+    match report.clears {
+        0 => {}
+        1 => println!("  the agent stopped talking once for the caller"),
+        n => println!("  the agent stopped talking {n} times for the caller"),
     }
     println!(
         "  {}",
@@ -70,6 +81,10 @@ mod tests {
             Ok(Line::Say("yes please".into()))
         );
         assert_eq!(parse_line("keys:0412#"), Ok(Line::Keys("0412#".into())));
+        assert_eq!(
+            parse_line("interrupt:hello"),
+            Ok(Line::Interrupt("hello".into()))
+        );
         for bad in ["yes", "say:", "keys:12a", "keys:", "shout:hi"] {
             assert!(parse_line(bad).is_err(), "{bad}");
         }

@@ -142,7 +142,8 @@ enum Command {
         /// The caller's words per minute.
         #[arg(long, default_value_t = 165)]
         speed: u32,
-        /// The script, one line per agent turn: say:WORDS or keys:DIGITS.
+        /// The script, one line per agent turn: say:WORDS, keys:DIGITS, or
+        /// interrupt:WORDS (said 300 ms into the agent's next turn).
         #[arg(long = "line", required = true, value_parser = call::parse_line)]
         lines: Vec<dialtone_voice::audio_caller::Line>,
     },

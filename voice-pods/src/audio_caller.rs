@@ -29,6 +29,8 @@ const SILENCE: u8 = 0xFF;
 const AGENT_QUIET: Duration = Duration::from_millis(800);
 /// Longest the caller waits for the agent to speak.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How far into the agent's audio an interruption starts.
+const INTERRUPT_AFTER: Duration = Duration::from_millis(300);
 /// Agent turns the caller stays silent through once its script is over.
 const UNSCRIPTED_TURNS: usize = 5;
 /// Between key presses.
@@ -39,6 +41,9 @@ const KEY_GAP: Duration = Duration::from_millis(150);
 pub enum Line {
     /// Say this.
     Say(String),
+    /// Say this over the agent's next turn, starting 300 ms into its
+    /// audio (barge-in).
+    Interrupt(String),
     /// Key these digits (and `#`, `*`).
     Keys(String),
 }
@@ -71,6 +76,9 @@ pub struct Exchange {
     /// speech or its last key) to the agent's first audio: what the caller
     /// waits, the endpointer's silence included. `None` for the greeting.
     pub reply_ms: Option<u64>,
+    /// From the first voiced frame of an interruption to the agent's
+    /// `clear`, when the caller talked over this turn.
+    pub barge_in_ms: Option<u64>,
     /// The caller's line (none after the agent's last turn).
     pub caller: Option<Line>,
 }
@@ -182,6 +190,9 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
     // When the caller last finished a line, for the agent's reply time.
     let finished: Arc<Mutex<Option<Instant>>> = Arc::default();
     let spoke = Arc::clone(&finished);
+    // When the caller's current line first had voice in it (barge-in).
+    let started_voice: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let voiced = Arc::clone(&started_voice);
     let pacer = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -216,6 +227,9 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
             // The end of speech is the last frame with voice in it: TTS
             // audio ends in silence of its own.
             if speaking && audible(&frame) {
+                if last_voiced.is_none() {
+                    *voiced.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                }
                 last_voiced = Some(Instant::now());
             }
             if speaking && speech.is_empty() {
@@ -247,23 +261,62 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
     );
 
     let voice = tts::Builtin::new(Some("en-US")).with_voice(&call.voice.0, call.voice.1);
+    let render = |text: String| {
+        let voice = &voice;
+        async move {
+            let mut rx = voice
+                .synthesize(&text)
+                .await
+                .map_err(|e| AudioCallError::Speech(e.to_string()))?;
+            let mut audio = Vec::new();
+            while let Some(part) = rx.recv().await {
+                audio.extend_from_slice(&part.map_err(|e| AudioCallError::Speech(e.to_string()))?);
+            }
+            Ok::<_, AudioCallError>(audio)
+        }
+    };
+    let speak = |audio: Vec<u8>| {
+        let _ = outgoing.send(Outgoing::Audio(audio));
+    };
     let mut report = AudioReport::default();
-    let mut script = call.script.iter();
+    let mut script = call.script.iter().peekable();
     let mut unscripted = 0;
     loop {
-        let turn = agent_turn(&mut stream, &send, &mut report).await?;
+        // An interruption is spoken over the turn about to play.
+        let interruption = match script.peek() {
+            Some(Line::Interrupt(text)) => {
+                Some((script.next().cloned(), render(text.clone()).await?))
+            }
+            _ => None,
+        };
+        let (interrupt_line, interrupt_audio) = interruption.unzip();
+        let turn = agent_turn(&mut stream, &send, &speak, &mut report, interrupt_audio).await?;
         let open = turn.open;
-        let line = if open { script.next().cloned() } else { None };
         let caller_finished = finished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let voice_started = started_voice
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let reply_ms = caller_finished
             .zip(turn.first_audio)
             .map(|(end, first)| first.saturating_duration_since(end).as_millis() as u64);
+        let barge_in_ms = voice_started
+            .zip(turn.cleared)
+            .filter(|_| interrupt_line.is_some())
+            .map(|(start, clear)| clear.saturating_duration_since(start).as_millis() as u64);
+        let line = match interrupt_line.flatten() {
+            // The interrupted turn's reply came in the same turn.
+            Some(line) => Some(line),
+            None if open => script.next().cloned(),
+            None => None,
+        };
         report.exchanges.push(Exchange {
             agent_seconds: turn.frames as f64 * 0.02,
             reply_ms,
+            barge_in_ms,
             caller: line.clone(),
         });
         match line {
@@ -275,19 +328,8 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
             // reprompts and closes, as a caller who said nothing would.
             None if unscripted < UNSCRIPTED_TURNS => unscripted += 1,
             None => break,
-            Some(Line::Say(text)) => {
-                let mut rx = voice
-                    .synthesize(&text)
-                    .await
-                    .map_err(|e| AudioCallError::Speech(e.to_string()))?;
-                let mut audio = Vec::new();
-                while let Some(part) = rx.recv().await {
-                    audio.extend_from_slice(
-                        &part.map_err(|e| AudioCallError::Speech(e.to_string()))?,
-                    );
-                }
-                let _ = outgoing.send(Outgoing::Audio(audio));
-            }
+            Some(Line::Interrupt(_)) => {}
+            Some(Line::Say(text)) => speak(render(text).await?),
             Some(Line::Keys(digits)) => {
                 for (i, digit) in digits.chars().enumerate() {
                     if i > 0 {
@@ -298,6 +340,10 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
                 }
                 *finished.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
             }
+        }
+        if !open {
+            report.agent_hung_up = true;
+            break;
         }
     }
     if !report.agent_hung_up {
@@ -313,68 +359,108 @@ pub async fn place(call: &AudioCall) -> Result<AudioReport, AudioCallError> {
 struct AgentTurn {
     frames: usize,
     first_audio: Option<Instant>,
+    /// When the agent's audio was cleared (it stopped for the caller).
+    cleared: Option<Instant>,
     /// `false`: the stream closed.
     open: bool,
 }
 
-/// Listens to one agent turn: counts its frames, echoes its marks as
-/// Twilio does once a phrase has played, and returns when it has been
-/// quiet for [`AGENT_QUIET`] after a mark.
+/// Listens to one agent turn as Twilio plays it: the agent's audio plays
+/// out in real time and each mark is echoed once the audio before it has
+/// played (at once after a `clear`, which drops what was not played). The
+/// turn ends when the last mark has been echoed and nothing more came for
+/// [`AGENT_QUIET`]. `interrupt` is spoken [`INTERRUPT_AFTER`] into the
+/// agent's audio.
 async fn agent_turn<S>(
     stream: &mut S,
     send: &impl Fn(Value),
+    speak: &impl Fn(Vec<u8>),
     report: &mut AudioReport,
+    mut interrupt: Option<Vec<u8>>,
 ) -> Result<AgentTurn, AudioCallError>
 where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
-    let started = Instant::now();
     let mut turn = AgentTurn {
         frames: 0,
         first_audio: None,
+        cleared: None,
         open: true,
     };
-    let mut marked = false;
+    let mut played_until = Instant::now();
+    let mut marks: std::collections::VecDeque<(Instant, Value)> = Default::default();
+    let mut heard_at = Instant::now();
+    let mut quiet_since: Option<Instant> = None;
+    let mut interrupt_at: Option<Instant> = None;
+    let far = || Instant::now() + Duration::from_secs(3_600);
     loop {
-        let wait = if marked { AGENT_QUIET } else { AGENT_TIMEOUT };
-        let message = match tokio::time::timeout(wait, stream.next()).await {
-            Err(_) if marked => return Ok(turn),
-            Err(_) => {
+        let mark_due = marks.front().map_or_else(far, |m| m.0);
+        let quiet_at = quiet_since.map_or_else(far, |q| q + AGENT_QUIET);
+        let silent_at = heard_at + AGENT_TIMEOUT;
+        let message = tokio::select! {
+            message = stream.next() => message,
+            () = tokio::time::sleep_until(mark_due) => {
+                if let Some((_, mark)) = marks.pop_front() {
+                    send(mark);
+                }
+                if marks.is_empty() {
+                    quiet_since = Some(Instant::now());
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(interrupt_at.unwrap_or_else(far)) => {
+                interrupt_at = None;
+                if let Some(audio) = interrupt.take() {
+                    speak(audio);
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(quiet_at) => return Ok(turn),
+            () = tokio::time::sleep_until(silent_at) => {
                 return Err(AudioCallError::AgentSilent {
-                    after: started.elapsed(),
+                    after: AGENT_TIMEOUT,
                     exchanges: report.exchanges.clone(),
                 });
             }
-            Ok(None) | Ok(Some(Err(_))) => {
-                turn.open = false;
-                return Ok(turn);
-            }
-            Ok(Some(Ok(message))) => message,
         };
         let text = match message {
-            Message::Text(text) => text,
-            Message::Close(_) => {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                 turn.open = false;
                 return Ok(turn);
             }
-            _ => continue,
+            Some(Ok(_)) => continue,
         };
         let Ok(value) = serde_json::from_str::<Value>(text.as_str()) else {
             continue;
         };
+        heard_at = Instant::now();
         match value["event"].as_str() {
             Some("media") => {
                 turn.frames += 1;
-                turn.first_audio.get_or_insert_with(Instant::now);
-                marked = false;
+                let now = Instant::now();
+                if turn.first_audio.is_none() {
+                    turn.first_audio = Some(now);
+                    if interrupt.is_some() {
+                        interrupt_at = Some(now + INTERRUPT_AFTER);
+                    }
+                }
+                played_until = played_until.max(now) + Duration::from_millis(20);
+                quiet_since = None;
             }
             Some("mark") => {
-                send(
-                    json!({"event": "mark", "streamSid": value["streamSid"], "mark": value["mark"]}),
-                );
-                marked = true;
+                let echo = json!({"event": "mark", "streamSid": value["streamSid"], "mark": value["mark"]});
+                marks.push_back((played_until.max(Instant::now()), echo));
             }
-            Some("clear") => report.clears += 1,
+            Some("clear") => {
+                report.clears += 1;
+                turn.cleared.get_or_insert_with(Instant::now);
+                played_until = Instant::now();
+                for (_, mark) in marks.drain(..) {
+                    send(mark);
+                }
+                quiet_since = Some(Instant::now());
+            }
             _ => {}
         }
     }

@@ -91,3 +91,59 @@ async fn an_audio_caller_books_an_appointment_with_builtin_speech() {
         "the agent ends the call after booking: {summary}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talking_over_the_greeting_stops_it_and_is_heard() {
+    let Some(url) = testkit::database_or_skip("audio barge-in") else {
+        return;
+    };
+    let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
+    let number = random_number();
+    let agent = format!("voice-barge-{}", random_suffix());
+    seed_dental(pod.pool(), &agent, &number, "Mia")
+        .await
+        .unwrap();
+    let call_sid = format!("CAbarge{}", random_suffix());
+    let call = AudioCall {
+        pod: format!("http://{}", pod.addr),
+        auth_token: AUTH_TOKEN.to_owned(),
+        from: "+61400000009".to_owned(),
+        to: number.clone(),
+        call_sid: call_sid.clone(),
+        voice: ("en-us".to_owned(), 165),
+        script: vec![
+            Line::Interrupt("a check up and clean please".to_owned()),
+            Line::Say("peter brown".to_owned()),
+        ],
+    };
+    let report = audio_caller::place(&call).await.unwrap();
+    let first = &report.exchanges[0];
+    let barge_in = first
+        .barge_in_ms
+        .unwrap_or_else(|| panic!("the greeting was not cleared: {report:#?}"));
+    println!("clear {barge_in} ms after the caller began talking over the greeting");
+    // The endpointer needs 60 ms of speech; the rest is the line.
+    assert!(barge_in <= 150, "clear after {barge_in} ms: {report:#?}");
+
+    let call_id: uuid::Uuid = sqlx::query_scalar(
+        "SELECT call_id FROM call_events WHERE event_type = 'callOpened' AND payload->>'externalId' = $1",
+    )
+    .bind(&call_sid)
+    .fetch_one(pod.pool())
+    .await
+    .unwrap();
+    let events = closed_events(pod.pool(), call_id).await;
+    assert_well_formed(&events);
+    let kinds = types(&events);
+    assert!(kinds.contains(&"bargeIn"), "{kinds:?}");
+    // What was said over the greeting still answers its question.
+    let service = events
+        .iter()
+        .find(|e| e.1 == "slotCaptured" && e.2["slot"] == "service")
+        .map(|e| e.2["value"].clone());
+    assert_eq!(
+        service,
+        Some(serde_json::json!("check-up and clean")),
+        "{kinds:?}"
+    );
+}

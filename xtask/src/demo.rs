@@ -220,7 +220,7 @@ pub fn run(keep: bool) -> Result<()> {
             demo_campaigns::cli(&env()?, &target_dir(&root)?)
         }),
         Step::new(
-            "a phone call in audio with builtin speech: the caller talks, the pod hears and books",
+            "a phone call in audio with builtin speech: the caller talks over the greeting, is heard and books",
             || demo_audio::show(&env()?, &target_dir(&root)?, *voice_port.borrow()),
         ),
         Step::new(

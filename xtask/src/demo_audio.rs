@@ -1,8 +1,9 @@
 //! The demo's audio call: the reception Agent is switched to the builtin
 //! speech providers (one field each, no vendor account), and a caller who
-//! talks in audio (espeak-ng over Twilio Media Streams, in real time) books
-//! a check-up. Prints what the caller said, what the pod heard and the
-//! booking; then switches the Agent back.
+//! talks in audio (espeak-ng over Twilio Media Streams, in real time) talks
+//! over the greeting (barge-in) and books a check-up. Prints what the
+//! caller said, what the pod heard and the booking; then switches the
+//! Agent back.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -112,7 +113,7 @@ fn call_and_show(env: &Env, target: &Path, voice_port: u16, url: &str) -> Result
         &format!("--url=http://127.0.0.1:{voice_port}"),
         &format!("--to={NUMBER}"),
         &format!("--auth-token-file={}", token.display()),
-        "--line=say:a check up and clean please",
+        "--line=interrupt:a check up and clean please",
         "--line=say:peter brown",
         "--line=keys:0412345678#",
         "--line=say:yes",
