@@ -11,10 +11,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dialtone_voice::audio_caller::{self, AudioCall, Line};
-use dialtone_voice::testkit::{
-    self, AUTH_TOKEN, TestPod, random_number, random_suffix, seed_dental,
-};
+use dialtone_voice::audio_caller::Line;
+use dialtone_voice::testkit::{self, TestPod};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_audio_caller_books_an_appointment_with_builtin_speech() {
@@ -22,40 +20,16 @@ async fn an_audio_caller_books_an_appointment_with_builtin_speech() {
         return;
     };
     let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
-    let number = random_number();
-    let agent = format!("voice-audio-{}", random_suffix());
-    seed_dental(pod.pool(), &agent, &number, "Mia")
-        .await
-        .unwrap();
-    let call_sid = format!("CAaudio{}", random_suffix());
     let say = |text: &str| Line::Say(text.to_owned());
-    let call = AudioCall {
-        pod: format!("http://{}", pod.addr),
-        auth_token: AUTH_TOKEN.to_owned(),
-        from: "+61400000009".to_owned(),
-        to: number.clone(),
-        call_sid: call_sid.clone(),
-        voice: ("en-us".to_owned(), 165),
-        script: vec![
-            say("a check up and clean please"),
-            say("peter brown"),
-            Line::Keys("0412345678#".to_owned()),
-            say("yes"),
-            say("next monday at ten in the morning"),
-            say("yes"),
-        ],
-    };
-    let report = audio_caller::place(&call).await.unwrap();
-
-    let call_id: uuid::Uuid = sqlx::query_scalar(
-        "SELECT call_id FROM call_events WHERE event_type = 'callOpened' AND payload->>'externalId' = $1",
-    )
-    .bind(&call_sid)
-    .fetch_one(pod.pool())
-    .await
-    .unwrap();
-    let events = closed_events(pod.pool(), call_id).await;
-    assert_well_formed(&events);
+    let script = vec![
+        say("a check up and clean please"),
+        say("peter brown"),
+        Line::Keys("0412345678#".to_owned()),
+        say("yes"),
+        say("next monday at ten in the morning"),
+        say("yes"),
+    ];
+    let (report, events) = audio_call_to_dental(&pod, script).await;
     let heard: Vec<String> = events
         .iter()
         .filter(|e| e.1 == "inputReceived")
@@ -98,25 +72,11 @@ async fn talking_over_the_greeting_stops_it_and_is_heard() {
         return;
     };
     let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
-    let number = random_number();
-    let agent = format!("voice-barge-{}", random_suffix());
-    seed_dental(pod.pool(), &agent, &number, "Mia")
-        .await
-        .unwrap();
-    let call_sid = format!("CAbarge{}", random_suffix());
-    let call = AudioCall {
-        pod: format!("http://{}", pod.addr),
-        auth_token: AUTH_TOKEN.to_owned(),
-        from: "+61400000009".to_owned(),
-        to: number.clone(),
-        call_sid: call_sid.clone(),
-        voice: ("en-us".to_owned(), 165),
-        script: vec![
-            Line::Interrupt("a check up and clean please".to_owned()),
-            Line::Say("peter brown".to_owned()),
-        ],
-    };
-    let report = audio_caller::place(&call).await.unwrap();
+    let script = vec![
+        Line::Interrupt("a check up and clean please".to_owned()),
+        Line::Say("peter brown".to_owned()),
+    ];
+    let (report, events) = audio_call_to_dental(&pod, script).await;
     let first = &report.exchanges[0];
     let barge_in = first
         .barge_in_ms
@@ -125,15 +85,6 @@ async fn talking_over_the_greeting_stops_it_and_is_heard() {
     // The endpointer needs 60 ms of speech; the rest is the line.
     assert!(barge_in <= 150, "clear after {barge_in} ms: {report:#?}");
 
-    let call_id: uuid::Uuid = sqlx::query_scalar(
-        "SELECT call_id FROM call_events WHERE event_type = 'callOpened' AND payload->>'externalId' = $1",
-    )
-    .bind(&call_sid)
-    .fetch_one(pod.pool())
-    .await
-    .unwrap();
-    let events = closed_events(pod.pool(), call_id).await;
-    assert_well_formed(&events);
     let kinds = types(&events);
     assert!(kinds.contains(&"bargeIn"), "{kinds:?}");
     // What was said over the greeting still answers its question.

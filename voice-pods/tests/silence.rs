@@ -8,11 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use dialtone_voice::audio_caller::{self, AudioCall};
 use dialtone_voice::pod::Silence;
-use dialtone_voice::testkit::{
-    self, AUTH_TOKEN, TestPod, random_number, random_suffix, seed_dental,
-};
+use dialtone_voice::testkit::{self, TestPod, random_number, random_suffix, seed_dental};
 
 /// Short, so the test is quick; the default is 5–8 s per primitive.
 const TIMEOUT: Duration = Duration::from_millis(700);
@@ -25,18 +22,16 @@ async fn pod(url: &str) -> TestPod {
     .unwrap()
 }
 
-/// The `objectiveCompleted`/`objectiveFailed` outcome and the silence
-/// reprompts of a closed call.
-async fn silence_record(pod: &TestPod, call_id: uuid::Uuid) -> (usize, String) {
-    let events = closed_events(pod.pool(), call_id).await;
-    assert_well_formed(&events);
+/// The silence reprompts and the `objectiveFailed` outcome of a closed
+/// call's events.
+fn silence_record(events: &[(i32, String, serde_json::Value)]) -> (usize, String) {
     let reprompts = events.iter().filter(|e| e.1 == "silenceReprompted").count();
     let closed = &events.last().unwrap().2;
     let outcome = events
         .iter()
         .find(|e| e.1 == "objectiveFailed")
         .map(|e| e.2["outcome"].as_str().unwrap_or_default().to_owned())
-        .unwrap_or_else(|| format!("no objectiveFailed: {:?} {closed}", types(&events)));
+        .unwrap_or_else(|| format!("no objectiveFailed: {:?} {closed}", types(events)));
     (reprompts, outcome)
 }
 
@@ -69,7 +64,9 @@ async fn a_silent_text_caller_is_reprompted_then_closed() {
     assert_eq!(last["outcome"], "no-response", "{t:?}");
     // Two reprompts and the end: three timeouts.
     assert!(waited >= TIMEOUT * 3, "closed after {waited:?}");
-    let (reprompts, outcome) = silence_record(&pod, t.call_id.parse().unwrap()).await;
+    let events = closed_events(pod.pool(), t.call_id.parse().unwrap()).await;
+    assert_well_formed(&events);
+    let (reprompts, outcome) = silence_record(&events);
     assert_eq!((reprompts, outcome.as_str()), (2, "no-response"));
     pod.stop().await.unwrap();
 }
@@ -80,32 +77,10 @@ async fn a_silent_phone_caller_is_reprompted_then_closed() {
         return;
     };
     let pod = pod(&url).await;
-    let number = random_number();
-    let agent = format!("voice-quiet-{}", random_suffix());
-    seed_dental(pod.pool(), &agent, &number, "Mia")
-        .await
-        .unwrap();
-    let call_sid = format!("CAquiet{}", random_suffix());
     // A script with no lines: the caller streams silence until hung up on.
-    let call = AudioCall {
-        pod: format!("http://{}", pod.addr),
-        auth_token: AUTH_TOKEN.to_owned(),
-        from: "+61400000005".to_owned(),
-        to: number.clone(),
-        call_sid: call_sid.clone(),
-        voice: ("en-us".to_owned(), 165),
-        script: Vec::new(),
-    };
-    let report = audio_caller::place(&call).await.unwrap();
+    let (report, events) = audio_call_to_dental(&pod, Vec::new()).await;
     assert!(report.agent_hung_up, "{report:?}");
-    let call_id: uuid::Uuid = sqlx::query_scalar(
-        "SELECT call_id FROM call_events WHERE event_type = 'callOpened' AND payload->>'externalId' = $1",
-    )
-    .bind(&call_sid)
-    .fetch_one(pod.pool())
-    .await
-    .unwrap();
-    let (reprompts, outcome) = silence_record(&pod, call_id).await;
+    let (reprompts, outcome) = silence_record(&events);
     assert_eq!(
         (reprompts, outcome.as_str()),
         (2, "no-response"),

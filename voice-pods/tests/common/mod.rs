@@ -192,3 +192,41 @@ pub async fn post(pod: &TestPod, body: String, signature: Option<&str>) -> (u16,
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
 }
+
+/// Seeds the dental Agent (builtin providers) on a fresh number, places an
+/// audio call to it that plays `script`, and returns the caller's report
+/// and the call's events once it has closed.
+pub async fn audio_call_to_dental(
+    pod: &TestPod,
+    script: Vec<dialtone_voice::audio_caller::Line>,
+) -> (
+    dialtone_voice::audio_caller::AudioReport,
+    Vec<(i32, String, Value)>,
+) {
+    let number = testkit::random_number();
+    let agent = format!("voice-audio-{}", testkit::random_suffix());
+    testkit::seed_dental(pod.pool(), &agent, &number, "Mia")
+        .await
+        .unwrap();
+    let call_sid = format!("CAaudio{}", testkit::random_suffix());
+    let call = dialtone_voice::audio_caller::AudioCall {
+        pod: format!("http://{}", pod.addr),
+        auth_token: testkit::AUTH_TOKEN.to_owned(),
+        from: "+61400000009".to_owned(),
+        to: number,
+        call_sid: call_sid.clone(),
+        voice: ("en-us".to_owned(), 165),
+        script,
+    };
+    let report = dialtone_voice::audio_caller::place(&call).await.unwrap();
+    let call_id: Uuid = sqlx::query_scalar(
+        "SELECT call_id FROM call_events WHERE event_type = 'callOpened' AND payload->>'externalId' = $1",
+    )
+    .bind(&call_sid)
+    .fetch_one(pod.pool())
+    .await
+    .unwrap();
+    let events = closed_events(pod.pool(), call_id).await;
+    assert_well_formed(&events);
+    (report, events)
+}
