@@ -121,11 +121,6 @@ impl Recognizer {
         }
     }
 
-    /// The model it loads.
-    pub fn model(&self) -> &Model {
-        &self.model
-    }
-
     /// Starts recognising one utterance in `vocabulary`; push its audio,
     /// then [`Utterance::finish`].
     pub fn utterance(self: &Arc<Self>, vocabulary: Vocabulary) -> Utterance {

@@ -250,6 +250,16 @@ mod tests {
             .join(name)
     }
 
+    /// Appends bytes the spill did not write (a torn or corrupt line).
+    async fn append_raw(path: &Path, bytes: &[u8]) {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .await
+            .expect("opens");
+        f.write_all(bytes).await.expect("writes");
+    }
+
     #[tokio::test]
     async fn lines_come_back_in_order_and_a_torn_tail_is_cut() {
         let path = temp_path("events.jsonl");
@@ -259,13 +269,7 @@ mod tests {
         assert_eq!(spill.pending(), 3);
         drop(spill);
         // A crash in the middle of an append.
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .await
-            .expect("opens");
-        f.write_all(b"{\"callId\":\"00000").await.expect("writes");
-        drop(f);
+        append_raw(&path, b"{\"callId\":\"00000").await;
 
         let mut spill = Spill::open(&path).await.expect("reopens");
         assert_eq!(spill.pending(), 3);
@@ -314,15 +318,7 @@ mod tests {
         let mut spill = Spill::open(&path).await.expect("opens");
         spill.append(&[row(0)]).await.expect("appends");
         drop(spill);
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .await
-            .expect("opens");
-        f.write_all(b"{\"callId\":\"\xff\xfe\"}\n")
-            .await
-            .expect("writes");
-        drop(f);
+        append_raw(&path, b"{\"callId\":\"\xff\xfe\"}\n").await;
         let mut spill = Spill::open(&path).await.expect("reopens");
         spill.append(&[row(2)]).await.expect("appends");
         let lines = spill.read(10).await.expect("reads past the bad bytes");

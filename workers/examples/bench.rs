@@ -21,8 +21,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use chrono::Utc;
-use dialtone_crds::{Agent, Objective, Provider, Tenant};
-use dialtone_engine::{CompileInput, ConfigVersion, compile};
+use dialtone_engine::ConfigVersion;
 use dialtone_spine::event::{CallEvent, Channel, CloseReason, Direction, EventBody, RuntimeEvent};
 use dialtone_spine::versions;
 use dialtone_spine::writer::{EventWriter, WriterConfig};
@@ -32,6 +31,10 @@ use dialtone_workers::worker::{self, WorkerConfig};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
+
+#[path = "shared/one_step.rs"]
+mod one_step;
+use one_step::one_step_version;
 
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
 
@@ -167,45 +170,19 @@ async fn throughput(pool: &PgPool) {
 /// A config version whose Agent posts a webhook when a call completes (or
 /// has no workflow at all).
 fn version(namespace: &str, url: &str, with_workflow: bool) -> ConfigVersion {
-    let tenant: Tenant = serde_json::from_value(json!({
-        "apiVersion": "dialtone.io/v1alpha1", "kind": "Tenant", "metadata": {"name": namespace},
-        "spec": {"displayName": "Bench", "namespace": namespace, "profile": {"timezone": "UTC"},
-                 "escalationContacts": [{"name": "m", "phone": "+61291234567"}]},
-    }))
-    .expect("tenant");
-    let objective: Objective = serde_json::from_value(json!({
-        "apiVersion": "dialtone.io/v1alpha1", "kind": "Objective",
-        "metadata": {"name": "o", "namespace": namespace},
-        "spec": {"start": "done", "steps": [{"id": "done", "kind": "end", "end": {"outcome": "done"}}]},
-    }))
-    .expect("objective");
-    let provider: Provider = serde_json::from_value(json!({
-        "apiVersion": "dialtone.io/v1alpha1", "kind": "Provider",
-        "metadata": {"name": "hook", "namespace": namespace},
-        "spec": {"type": "webhook", "vendor": "webhook", "credentialsSecretRef": {"name": "s"},
-                 "settings": {"webhookUrl": url}},
-    }))
-    .expect("provider");
     let workflows = if with_workflow {
         json!([{"name": "hook", "trigger": "callCompleted", "action": "webhook",
                 "provider": {"name": "hook"}, "params": {"caller": "{{caller}}"}}])
     } else {
         json!([])
     };
-    let agent: Agent = serde_json::from_value(json!({
-        "apiVersion": "dialtone.io/v1alpha1", "kind": "Agent",
-        "metadata": {"name": "a", "namespace": namespace},
-        "spec": {"objectives": [{"name": "o"}], "workflows": workflows},
-    }))
-    .expect("agent");
-    compile(&CompileInput {
-        agent: &agent,
-        tenant: &tenant,
-        objectives: vec![&objective],
-        providers: vec![&provider],
-        cluster_providers: vec![],
-    })
-    .expect("compiles")
+    one_step_version(
+        namespace,
+        "hook",
+        json!({"type": "webhook", "vendor": "webhook", "credentialsSecretRef": {"name": "s"},
+               "settings": {"webhookUrl": url}}),
+        json!({"workflows": workflows}),
+    )
 }
 
 /// A call of `events` events: opened, turns, closed.

@@ -25,8 +25,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use dialtone_crds::campaign::Pacing;
-use dialtone_crds::{Agent, Objective, Provider, Tenant};
-use dialtone_engine::{CompileInput, compile};
 use dialtone_spine::campaigns::{self, CampaignKey, DialOutcome, DialPlan, LeadRow};
 use dialtone_spine::{routes, versions};
 use dialtone_workers::dialer::{self, DialerConfig};
@@ -43,6 +41,9 @@ use uuid::Uuid;
 #[path = "../tests/common/campaign.rs"]
 mod campaign;
 use campaign::{always_open, daily_plan, zone_at};
+#[path = "shared/one_step.rs"]
+mod one_step;
+use one_step::one_step_version;
 
 const LEADS: usize = 100_000;
 const CALLS_PER_MINUTE: i32 = 3_000;
@@ -166,44 +167,17 @@ async fn start_twilio(pool: PgPool) -> (String, Arc<Mutex<Vec<Instant>>>) {
 /// Compiles and routes an Agent whose caller ids place calls through the
 /// local Twilio.
 async fn seed_agent(pool: &PgPool, namespace: &str, twilio_url: &str, caller_ids: &[String]) {
-    let tenant: Tenant = serde_json::from_value(json!({
-        "apiVersion": "dialtone.io/v1alpha1", "kind": "Tenant", "metadata": {"name": namespace},
-        "spec": {"displayName": "Bench", "namespace": namespace, "profile": {"timezone": "UTC"},
-                 "escalationContacts": [{"name": "m", "phone": "+61291234567"}]},
-    }))
-    .expect("tenant");
-    let objective: Objective = serde_json::from_value(json!({
-        "apiVersion": "dialtone.io/v1alpha1", "kind": "Objective",
-        "metadata": {"name": "o", "namespace": namespace},
-        "spec": {"start": "done", "steps": [{"id": "done", "kind": "end", "end": {"outcome": "done"}}]},
-    }))
-    .expect("objective");
-    let provider: Provider = serde_json::from_value(json!({
-        "apiVersion": "dialtone.io/v1alpha1", "kind": "Provider",
-        "metadata": {"name": "twilio", "namespace": namespace},
-        "spec": {"type": "telephony", "vendor": "twilio", "credentialsSecretRef": {"name": "s"},
-                 "settings": {"baseUrl": twilio_url}},
-    }))
-    .expect("provider");
     let numbers: Vec<serde_json::Value> = caller_ids
         .iter()
         .map(|n| json!({"number": n, "direction": "outbound"}))
         .collect();
-    let agent: Agent = serde_json::from_value(json!({
-        "apiVersion": "dialtone.io/v1alpha1", "kind": "Agent",
-        "metadata": {"name": "a", "namespace": namespace},
-        "spec": {"objectives": [{"name": "o"}], "phoneNumbers": numbers,
-                 "providers": {"telephony": {"name": "twilio"}}},
-    }))
-    .expect("agent");
-    let version = compile(&CompileInput {
-        agent: &agent,
-        tenant: &tenant,
-        objectives: vec![&objective],
-        providers: vec![&provider],
-        cluster_providers: vec![],
-    })
-    .expect("compiles");
+    let version = one_step_version(
+        namespace,
+        "twilio",
+        json!({"type": "telephony", "vendor": "twilio", "credentialsSecretRef": {"name": "s"},
+               "settings": {"baseUrl": twilio_url}}),
+        json!({"phoneNumbers": numbers, "providers": {"telephony": {"name": "twilio"}}}),
+    );
     versions::put(pool, &version, namespace, namespace, "a")
         .await
         .expect("version");
