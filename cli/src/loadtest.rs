@@ -441,14 +441,18 @@ async fn converse(
             Turn::Nothing => {}
             Turn::Say(v) => {
                 // A barge-in is not a turn of its own; its latency is not
-                // measured.
-                if v["type"] != "bargeIn" {
+                // measured. It may race the agent's closing line: when the
+                // agent has already closed, the send fails and the `ended`
+                // or close still waiting to be read ends the call.
+                let barge_in = v["type"] == "bargeIn";
+                if !barge_in {
                     sent = Some(Instant::now());
                 }
-                socket
-                    .send(Message::Text(v.to_string().into()))
-                    .await
-                    .map_err(|e| format!("sending: {e}"))?;
+                let send = socket.send(Message::Text(v.to_string().into())).await;
+                match send {
+                    Err(_) if barge_in => awaiting_stop = false,
+                    other => other.map_err(|e| format!("sending: {e}"))?,
+                }
             }
             Turn::HangUp => {
                 let hangup = json!({"type": "hangup"}).to_string();

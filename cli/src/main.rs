@@ -8,6 +8,7 @@ mod campaigns;
 mod db;
 mod load;
 mod loadtest;
+mod migrate;
 mod projections;
 mod replay;
 mod workflows;
@@ -185,6 +186,13 @@ enum Command {
         #[command(subcommand)]
         command: campaigns::DncCommand,
     },
+    /// Apply the database migrations this release carries (the chart's
+    /// pre-install/pre-upgrade Job runs it); safe to re-run.
+    Migrate {
+        /// The event spine's database.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
     /// Rebuild the calls projection from the call events alone.
     RebuildProjections {
         /// Only this tenant's calls.
@@ -205,6 +213,8 @@ enum CliError {
     Replay(#[from] replay::ReplayError),
     #[error(transparent)]
     Rebuild(#[from] projections::RebuildError),
+    #[error(transparent)]
+    Migrate(#[from] migrate::MigrateError),
     #[error(transparent)]
     Workflows(#[from] workflows::WorkflowsError),
     #[error(transparent)]
@@ -282,6 +292,21 @@ fn main() -> ExitCode {
             database_url,
             export_test,
         } => replay::run(call_id, &database_url, export_test.as_deref()).map_err(CliError::from),
+        Command::Migrate { database_url } => migrate::run(&database_url)
+            .map(|migrated| {
+                match (migrated.applied.as_slice(), migrated.latest) {
+                    ([], Some(latest)) => {
+                        println!("database at migration {latest}: nothing to apply")
+                    }
+                    (applied, latest) => println!(
+                        "applied {} migration(s) {applied:?}; database at migration {}",
+                        applied.len(),
+                        latest.map_or("none".to_owned(), |v| v.to_string())
+                    ),
+                }
+                true
+            })
+            .map_err(CliError::from),
         Command::RebuildProjections {
             tenant,
             database_url,

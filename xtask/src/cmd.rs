@@ -7,6 +7,29 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// What `cargo metadata` says of the workspace that we use.
+#[derive(serde::Deserialize)]
+pub struct Metadata {
+    pub target_directory: std::path::PathBuf,
+    pub packages: Vec<Package>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+}
+
+/// `cargo metadata` of the workspace at `root` (its own packages only).
+pub fn cargo_metadata(root: &std::path::Path) -> Result<Metadata> {
+    let json = output(crate::test::cargo().current_dir(root).args([
+        "metadata",
+        "--format-version=1",
+        "--no-deps",
+    ]))?;
+    serde_json::from_str(&json).context("parsing `cargo metadata`")
+}
+
 /// A printable form of a command line, for messages.
 pub fn describe(cmd: &Command) -> String {
     let mut line = cmd.get_program().to_string_lossy().into_owned();
@@ -122,17 +145,35 @@ pub fn port_open(port: u16) -> bool {
 
 /// A minimal plain-HTTP GET on loopback; returns the status code and body.
 pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    http_request(port, "GET", path, &[], "")
+}
+
+/// One HTTP/1.0 request to `127.0.0.1:port`; returns the status and body.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
         .with_context(|| format!("connecting to {addr}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(3)))
         .context("setting a read timeout")?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .with_context(|| format!("sending a request to {addr}"))?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream
+        .write_all(request.as_bytes())
+        .with_context(|| format!("sending a request to {addr}"))?;
     let mut response = String::new();
     stream
         .read_to_string(&mut response)

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 
 use std::process::Command;
 
@@ -16,6 +15,7 @@ use crate::cmd;
 use crate::demo_audio;
 use crate::demo_calls;
 use crate::demo_campaigns;
+use crate::demo_images;
 use crate::demo_limits;
 use crate::demo_workflows;
 use crate::paths;
@@ -29,7 +29,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Where the chart is installed (its RBAC, and the operator's Lease).
 const CHART_NAMESPACE: &str = "dialtone-system";
 /// The kubeconfig of the chart's ServiceAccount, in the environment directory.
-const OPERATOR_KUBECONFIG: &str = "operator-kubeconfig";
+pub const OPERATOR_KUBECONFIG: &str = "operator-kubeconfig";
 
 /// Applies the chart's ServiceAccount and RBAC (rendered by helm with the
 /// default values) and writes a kubeconfig holding a token of that
@@ -99,6 +99,7 @@ pub fn run(keep: bool) -> Result<()> {
     let voice_port = RefCell::new(0u16);
     let vendor_port = RefCell::new(0u16);
     let replayed = RefCell::new(String::new());
+    let images = RefCell::new(Vec::new());
     let since = demo_calls::now_unix();
     let steps = vec![
         Step::new("testenv up", || testenv::up().map(|_| ())),
@@ -231,6 +232,32 @@ pub fn run(keep: bool) -> Result<()> {
                 demo_limits::show(*voice_port.borrow(), number)
             },
         ),
+        Step::new(
+            "the images: release binaries in OCI layouts, checked by skopeo (cargo xtask image)",
+            || {
+                *images.borrow_mut() = demo_images::build(&root)?;
+                Ok(())
+            },
+        ),
+        Step::new(
+            "the CLI image under runc: dialtone validate examples/ and dialtone migrate",
+            || demo_images::cli(&env()?, &root, &images.borrow()),
+        ),
+        Step::new(
+            "the voice image under runc: ready, a signed Twilio webhook, text calls, SIGTERM",
+            || {
+                demo_images::voice(
+                    &env()?,
+                    &target_dir(&root)?,
+                    &images.borrow(),
+                    demo_audio::NUMBER,
+                )
+            },
+        ),
+        Step::new(
+            "the operator image under runc takes the Lease and reconciles a Tenant",
+            || demo_images::operator(&env()?, &root, &images.borrow(), OPERATOR),
+        ),
     ];
     let result = steps::run_all("cargo xtask demo", steps);
     if keep && result.is_ok() {
@@ -255,22 +282,12 @@ pub fn run(keep: bool) -> Result<()> {
     result
 }
 
-#[derive(Deserialize)]
-struct Metadata {
-    target_directory: PathBuf,
-}
-
+/// Cargo's target directory (the workspace's, or `CARGO_TARGET_DIR`).
 pub fn target_dir(root: &Path) -> Result<PathBuf> {
-    let json = cmd::output(cargo().current_dir(root).args([
-        "metadata",
-        "--format-version=1",
-        "--no-deps",
-    ]))?;
-    let metadata: Metadata = serde_json::from_str(&json).context("parsing `cargo metadata`")?;
-    Ok(metadata.target_directory)
+    cmd::cargo_metadata(root).map(|metadata| metadata.target_directory)
 }
 
-fn start_operator(env: &Env, root: &Path) -> Result<()> {
+pub fn start_operator(env: &Env, root: &Path) -> Result<()> {
     testenv::stop_process(OPERATOR)?;
     let program = target_dir(root)?.join("debug").join(OPERATOR);
     if !program.is_file() {
@@ -322,7 +339,7 @@ fn example_agents(root: &Path) -> Result<Vec<(String, String)>> {
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("reading {}", file.display()))?;
         for document in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(document)
+            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document)
                 .with_context(|| format!("parsing {}", file.display()))?;
             if value.get("kind").and_then(serde_yaml::Value::as_str) != Some("Agent") {
                 continue;

@@ -18,7 +18,7 @@ use crate::testenv::Env;
 
 const NAMESPACE: &str = "tenant-harbour-dental";
 const AGENT: &str = "reception";
-const NUMBER: &str = "+61290001234";
+pub const NUMBER: &str = "+61290001234";
 
 /// The reception Agent's speech providers, as JSON for `kubectl patch`.
 fn speech(stt: &str, tts: &str) -> String {

@@ -165,16 +165,22 @@ pub fn dialtone(target: &Path) -> Result<Command> {
 pub fn place_calls(target: &Path, port: u16, routes: &[Route]) -> Result<()> {
     for (number, namespace, agent, _) in routes {
         println!("\ncalling {number} ({namespace}/{agent})");
-        cmd::run(dialtone(target)?.args([
-            "loadtest",
-            &format!("--url=ws://127.0.0.1:{port}"),
-            &format!("--to={number}"),
-            "--calls=3",
-            "--concurrency=3",
-            "--personas=cooperative,confused,hangup",
-        ]))?;
+        loadtest(target, port, number, "cooperative,confused,hangup")?;
     }
     Ok(())
+}
+
+/// Three simulated text callers of `personas` to `number` at once, with
+/// `dialtone loadtest` against the voice pod on `port`.
+pub fn loadtest(target: &Path, port: u16, number: &str, personas: &str) -> Result<()> {
+    cmd::run(dialtone(target)?.args([
+        "loadtest",
+        &format!("--url=ws://127.0.0.1:{port}"),
+        &format!("--to={number}"),
+        "--calls=3",
+        "--concurrency=3",
+        &format!("--personas={personas}"),
+    ]))
 }
 
 /// The calls the demo placed, as the `calls` projection has them, and the

@@ -11,12 +11,15 @@
 
 mod bench;
 mod cmd;
+mod containers;
 mod demo;
 mod demo_audio;
 mod demo_calls;
 mod demo_campaigns;
+mod demo_images;
 mod demo_limits;
 mod demo_workflows;
+mod image;
 mod paths;
 mod schemas;
 mod steps;
@@ -55,6 +58,9 @@ enum Command {
     },
     /// Run the benchmarks (release builds) and print their figures.
     Bench,
+    /// Build the OCI images of every binary (release builds, no container
+    /// engine) under <target>/images/.
+    Image,
     /// Bring up the environment, run the operator and apply `examples/`.
     Demo {
         /// Leave the operator running after the demo.
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
         },
         Command::Test { down, skip, only } => test::run(down, &skip, &only),
         Command::Bench => bench::run(),
+        Command::Image => paths::repo_root().and_then(|root| image::build(&root).map(|_| ())),
         Command::Demo { keep } => demo::run(keep),
         Command::VendorSchemas => paths::repo_root().and_then(|root| schemas::vendor(&root)),
     };

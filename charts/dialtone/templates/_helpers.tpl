@@ -71,7 +71,19 @@ Name of the leader-election Lease.
 The operator image reference.
 */}}
 {{- define "dialtone.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- include "dialtone.imageRef" (dict "image" .Values.image "appVersion" .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+An image reference: repository:tag (the tag defaults to the chart's
+appVersion), pinned with @digest when one is given.
+*/}}
+{{- define "dialtone.imageRef" -}}
+{{- $ref := printf "%s:%s" .image.repository (.image.tag | default .appVersion) -}}
+{{- if .image.digest -}}
+{{- $ref = printf "%s@%s" $ref .image.digest -}}
+{{- end -}}
+{{- $ref -}}
 {{- end }}
 
 {{/*

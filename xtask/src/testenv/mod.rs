@@ -17,6 +17,7 @@
 
 pub mod build;
 mod certs;
+pub mod debian;
 mod kube;
 mod postgres;
 pub mod run;
