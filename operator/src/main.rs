@@ -213,8 +213,9 @@ async fn run(args: Args) -> Result<(), RunError> {
     tracing::info!(identity, lease = %args.lease_name, namespace = %args.lease_namespace, "starting");
     let client = kube::Client::try_default().await?;
 
-    let mut registry = Registry::with_prefix("dialtone");
-    let metrics = Metrics::register(&mut registry);
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(registry.sub_registry_with_prefix("dialtone"));
+    registry.register_collector(Box::new(dialtone_process_metrics::ProcessCollector));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (leader_tx, leader_rx) = watch::channel(false);
     let leadership = Leadership::new(leader_rx);

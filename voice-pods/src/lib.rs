@@ -81,8 +81,9 @@ pub fn start(
         .connect_lazy(database_url)
         .map_err(PodError::DatabaseUrl)?;
     let (events, writer) = EventWriter::start(pool.clone(), WriterConfig::new(spill_path));
-    let mut registry = Registry::with_prefix("dialtone_voice");
-    let metrics = Metrics::register(&mut registry);
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(registry.sub_registry_with_prefix("dialtone_voice"));
+    registry.register_collector(Box::new(dialtone_process_metrics::ProcessCollector));
     let pod = Pod {
         vendors: VendorCache::new(settings.credentials_dir.clone()),
         store: Store::new(pool),

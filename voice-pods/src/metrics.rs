@@ -23,6 +23,8 @@ pub struct OutboundLabels {
 /// Labels of `dialtone_voice_calls_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
+    /// The Tenant.
+    pub tenant: String,
     /// Why the call closed: `ended`, `transferred`, `hangup`, `drained`,
     /// `error`.
     pub outcome: String,
@@ -31,6 +33,8 @@ pub struct OutcomeLabels {
 /// Labels of `dialtone_voice_objective_completions_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectiveLabels {
+    /// The Tenant.
+    pub tenant: String,
     /// The objective's name.
     pub objective: String,
     /// `completed` or `failed`.
@@ -214,6 +218,7 @@ impl Metrics {
         self.call_duration.get_or_create(&labels).observe(seconds);
         self.calls
             .get_or_create(&OutcomeLabels {
+                tenant: tenant.to_owned(),
                 outcome: reason.to_owned(),
             })
             .inc();
@@ -224,10 +229,11 @@ impl Metrics {
         self.active_total.get()
     }
 
-    /// Calls closed for `reason` so far.
-    pub fn calls_closed(&self, reason: &str) -> u64 {
+    /// Calls of `tenant` closed for `reason` so far.
+    pub fn calls_closed(&self, tenant: &str, reason: &str) -> u64 {
         self.calls
             .get(&OutcomeLabels {
+                tenant: tenant.to_owned(),
                 outcome: reason.to_owned(),
             })
             .map(|c| c.get())
@@ -243,10 +249,11 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// An objective finished.
-    pub fn objective(&self, objective: &str, completed: bool) {
+    /// An objective of a `tenant`'s call finished.
+    pub fn objective(&self, tenant: &str, objective: &str, completed: bool) {
         self.objectives
             .get_or_create(&ObjectiveLabels {
+                tenant: tenant.to_owned(),
                 objective: objective.to_owned(),
                 result: if completed { "completed" } else { "failed" }.to_owned(),
             })
@@ -332,7 +339,7 @@ mod tests {
         m.call_started("harbour-dental");
         m.call_closed("harbour-dental", "ended", 42.0);
         m.turn("harbour-dental", 0.002);
-        m.objective("book-appointment", true);
+        m.objective("harbour-dental", "book-appointment", true);
         m.cost(
             &CostLabels {
                 tenant: "harbour-dental".to_owned(),
@@ -352,10 +359,10 @@ mod tests {
         encode(&mut text, &registry).unwrap();
         for line in [
             r#"dialtone_voice_active_calls{tenant="harbour-dental"} 1"#,
-            r#"dialtone_voice_calls_total{outcome="ended"} 1"#,
+            r#"dialtone_voice_calls_total{tenant="harbour-dental",outcome="ended"} 1"#,
             r#"dialtone_voice_turn_latency_seconds_bucket{le="0.002",tenant="harbour-dental"} 1"#,
             r#"dialtone_voice_call_duration_seconds_sum{tenant="harbour-dental"} 42.0"#,
-            r#"dialtone_voice_objective_completions_total{objective="book-appointment",result="completed"} 1"#,
+            r#"dialtone_voice_objective_completions_total{tenant="harbour-dental",objective="book-appointment",result="completed"} 1"#,
             r#"dialtone_voice_cost_usd_total{tenant="harbour-dental",agent="reception",objective="book-appointment",core_version="0.1.0"} 0.25"#,
             r#"dialtone_voice_signature_rejections_total{reason="invalid"} 1"#,
             r#"dialtone_voice_calls_refused_total{reason="tenant-full",tenant="harbour-dental"} 1"#,
@@ -367,7 +374,7 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert_eq!(m.active_calls(), 1);
-        assert_eq!(m.calls_closed("ended"), 1);
+        assert_eq!(m.calls_closed("harbour-dental", "ended"), 1);
         assert_eq!(m.rejections("invalid"), 1);
     }
 }

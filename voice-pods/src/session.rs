@@ -251,11 +251,11 @@ impl<'c> CallSession<'c> {
                 Output::Transfer { .. } | Output::End { .. } => self.listening = None,
                 Output::Event(Event::ObjectiveCompleted { objective, .. }) => {
                     self.completed = Some(true);
-                    self.ctx.metrics.objective(objective, true);
+                    self.ctx.metrics.objective(&self.tenant, objective, true);
                 }
                 Output::Event(Event::ObjectiveFailed { objective, .. }) => {
                     self.completed = Some(false);
-                    self.ctx.metrics.objective(objective, false);
+                    self.ctx.metrics.objective(&self.tenant, objective, false);
                 }
                 _ => {}
             }

@@ -71,7 +71,10 @@ async fn a_text_call_books_the_dental_appointment_and_records_it_in_order() {
     assert_eq!(version, seeded.version.hash);
 
     let metrics = &pod.pod.metrics;
-    assert_eq!(metrics.calls_closed("ended"), 1);
+    assert_eq!(
+        metrics.calls_closed(&seeded.version.config.tenant.name, "ended"),
+        1
+    );
     assert_eq!(metrics.active_calls(), 0);
     seeded.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();

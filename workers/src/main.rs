@@ -199,6 +199,7 @@ async fn run(args: Args) -> Result<(), RunError> {
     let metrics = Metrics::register(registry.sub_registry_with_prefix("dialtone_workflow"));
     let dialer_metrics =
         DialerMetrics::register(registry.sub_registry_with_prefix("dialtone_campaign"));
+    registry.register_collector(Box::new(dialtone_process_metrics::ProcessCollector));
     let worker_id = args
         .worker_id
         .clone()

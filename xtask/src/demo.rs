@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use std::process::Command;
 
 use crate::cmd;
+use crate::dashboards;
 use crate::demo_audio;
 use crate::demo_calls;
 use crate::demo_campaigns;
@@ -258,6 +259,19 @@ pub fn run(keep: bool) -> Result<()> {
             "the operator image under runc takes the Lease and reconciles a Tenant",
             || demo_images::operator(&env()?, &root, &images.borrow(), OPERATOR),
         ),
+        Step::new(
+            "Prometheus: every dashboard panel and alert rule of the chart, on what it scraped",
+            || {
+                let env = env()?;
+                let port = env.prometheus_port;
+                let targets = dashboards::wait_for_targets(port, Duration::from_secs(30))?;
+                println!(
+                    "Prometheus http://127.0.0.1:{port} scrapes {targets} targets (operator, voice pod, workers)"
+                );
+                let queries = dashboards::chart_queries(&root.join("charts").join("dialtone"))?;
+                dashboards::check(port, &queries, &root)
+            },
+        ),
     ];
     let result = steps::run_all("cargo xtask demo", steps);
     if keep && result.is_ok() {
@@ -296,9 +310,13 @@ pub fn start_operator(env: &Env, root: &Path) -> Result<()> {
     // The operator runs as the chart's ServiceAccount, so the demo (and the
     // test command, which runs it) fails when the chart's RBAC lacks a verb.
     let kubeconfig = env.dir.join(OPERATOR_KUBECONFIG);
+    let metrics_port = cmd::free_ports(1)?[0];
     let launch = run::Launch {
         program,
-        args: vec![format!("--lease-namespace={CHART_NAMESPACE}")],
+        args: vec![
+            format!("--lease-namespace={CHART_NAMESPACE}"),
+            format!("--metrics-addr=127.0.0.1:{metrics_port}"),
+        ],
         log: env.dir.join("logs").join("operator.log"),
         run_as: None,
         env: env
@@ -326,6 +344,17 @@ pub fn start_operator(env: &Env, root: &Path) -> Result<()> {
             run::log_tail(&launch.log, 20)
         );
     }
+    testenv::prometheus::register(
+        &env.dir,
+        &testenv::prometheus::Target {
+            name: "operator",
+            port: metrics_port,
+            job: "dialtone",
+            namespace: CHART_NAMESPACE,
+            pod: "dialtone-operator-local",
+            endpoint: "http-metrics",
+        },
+    )?;
     println!("operator running (pid {pid}, log {})", launch.log.display());
     Ok(())
 }

@@ -131,6 +131,17 @@ pub fn start_voice_pod(env: &Env, target: &Path) -> Result<u16> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    testenv::prometheus::register(
+        &env.dir,
+        &testenv::prometheus::Target {
+            name: "voice",
+            port,
+            job: "dialtone-voice-pool",
+            namespace: "dialtone-system",
+            pod: "dialtone-voice-pool-local",
+            endpoint: "http",
+        },
+    )?;
     println!(
         "voice pod ready on 127.0.0.1:{port} (log {})",
         launch.log.display()

@@ -6,12 +6,15 @@
 //! - `bench`: the benchmarks, in release builds, printing their figures.
 //! - `demo`: brings the environment up, runs the operator and applies
 //!   `examples/`.
+//! - `image`: OCI images of every binary, without a container engine.
+//! - `release`: the images, the packaged chart, the CRDs and checksums.
 //! - `vendor-schemas`: regenerates `xtask/schemas/` (kubeconform schemas
 //!   of the Prometheus Operator's kinds).
 
 mod bench;
 mod cmd;
 mod containers;
+mod dashboards;
 mod demo;
 mod demo_audio;
 mod demo_calls;
@@ -21,6 +24,7 @@ mod demo_limits;
 mod demo_workflows;
 mod image;
 mod paths;
+mod release;
 mod schemas;
 mod steps;
 mod test;
@@ -61,6 +65,9 @@ enum Command {
     /// Build the OCI images of every binary (release builds, no container
     /// engine) under <target>/images/.
     Image,
+    /// Write a release: the images as OCI archives, the packaged chart, the
+    /// CRD bundle and SHA256SUMS, under <target>/release-artifacts/.
+    Release,
     /// Bring up the environment, run the operator and apply `examples/`.
     Demo {
         /// Leave the operator running after the demo.
@@ -98,6 +105,7 @@ fn main() -> ExitCode {
         Command::Test { down, skip, only } => test::run(down, &skip, &only),
         Command::Bench => bench::run(),
         Command::Image => paths::repo_root().and_then(|root| image::build(&root).map(|_| ())),
+        Command::Release => paths::repo_root().and_then(|root| release::run(&root).map(|_| ())),
         Command::Demo { keep } => demo::run(keep),
         Command::VendorSchemas => paths::repo_root().and_then(|root| schemas::vendor(&root)),
     };

@@ -155,6 +155,11 @@ pub fn run(down_after: bool, skip: &[String], only: &[String]) -> Result<()> {
         // The README's main command must keep working: examples/ admitted by
         // the API server and Ready under the operator.
         Step::new("cargo xtask demo", || crate::demo::run(false)),
+        // After the demo, which built and ran the images.
+        Step::new("cargo xtask release", || {
+            let out = crate::release::run(&root)?;
+            crate::release::verify(&out)
+        }),
     ];
     let steps = steps
         .into_iter()

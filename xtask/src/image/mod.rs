@@ -94,9 +94,19 @@ pub struct Built {
     /// Compressed bytes of its layers: what a node pulls.
     pub compressed: u64,
     pub layers: usize,
+    /// The commit's time its files carry.
+    pub epoch: u64,
 }
 
 impl Built {
+    /// Writes the image as one OCI archive (skopeo's `oci-archive:`).
+    pub fn archive(&self, path: &Path) -> Result<()> {
+        oci::Layout {
+            dir: self.layout.clone(),
+        }
+        .archive(path, self.epoch)
+    }
+
     /// `<layout>:<tag>`, as umoci and skopeo's `oci:` transport name it.
     pub fn reference(&self) -> String {
         format!("{}:{}", self.layout.display(), self.tag)
@@ -250,6 +260,7 @@ fn assemble(release: &Path, out: &Path, provenance: &Provenance) -> Result<Vec<B
             digest: manifest.digest.clone(),
             compressed: layers.iter().map(|(_, blob)| blob.size).sum(),
             layers: layers.len(),
+            epoch: provenance.epoch,
         });
     }
     Ok(built)
@@ -283,6 +294,13 @@ fn labels(spec: &Spec, provenance: &Provenance) -> BTreeMap<String, String> {
     .into_iter()
     .map(|(key, value)| (format!("org.opencontainers.image.{key}"), value))
     .collect()
+}
+
+/// The hex SHA-256 of `bytes` (as `sha256sum` prints it).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    layer::sha256(bytes)
+        .trim_start_matches("sha256:")
+        .to_owned()
 }
 
 /// The OCI architecture of this machine's binaries.

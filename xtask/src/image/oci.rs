@@ -167,6 +167,23 @@ impl Layout {
         Ok(manifest_blob)
     }
 
+    /// The layout as one tar (skopeo's `oci-archive:`), its entries in the
+    /// same fixed order, owner and time as the layers.
+    pub fn archive(&self, path: &Path, epoch: u64) -> Result<()> {
+        let mut archive = super::layer::Layer::default();
+        for name in ["oci-layout", "index.json"] {
+            archive.file(name, &self.dir.join(name), 0o644)?;
+        }
+        let blobs = self.dir.join("blobs").join("sha256");
+        for entry in fs::read_dir(&blobs).with_context(|| format!("reading {}", blobs.display()))? {
+            let entry = entry.with_context(|| format!("reading {}", blobs.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            archive.file(&format!("blobs/sha256/{name}"), &entry.path(), 0o644)?;
+        }
+        let tar = archive.tar(epoch)?;
+        fs::write(path, tar.bytes).with_context(|| format!("writing {}", path.display()))
+    }
+
     /// Removes blobs no longer referenced by the image just written, so the
     /// layout does not grow with every build.
     pub fn prune(&self, keep: &[&str]) -> Result<()> {

@@ -62,6 +62,7 @@ pub enum Tool {
     Helm,
     Kubeconform,
     Promtool,
+    Prometheus,
     ArgocdLuaHealth,
     ControllerGen,
 }
@@ -85,7 +86,7 @@ enum Recipe {
 }
 
 impl Tool {
-    pub const ALL: [Tool; 11] = [
+    pub const ALL: [Tool; 12] = [
         Tool::KubeApiserver,
         Tool::KubeControllerManager,
         Tool::KubeScheduler,
@@ -95,18 +96,20 @@ impl Tool {
         Tool::Helm,
         Tool::Kubeconform,
         Tool::Promtool,
+        Tool::Prometheus,
         Tool::ArgocdLuaHealth,
         Tool::ControllerGen,
     ];
 
     /// The binaries `testenv up` needs.
-    pub const ENVIRONMENT: [Tool; 6] = [
+    pub const ENVIRONMENT: [Tool; 7] = [
         Tool::KubeApiserver,
         Tool::KubeControllerManager,
         Tool::KubeScheduler,
         Tool::Kubectl,
         Tool::Etcd,
         Tool::Kwok,
+        Tool::Prometheus,
     ];
 
     pub fn name(self) -> &'static str {
@@ -120,6 +123,7 @@ impl Tool {
             Tool::Helm => "helm",
             Tool::Kubeconform => "kubeconform",
             Tool::Promtool => "promtool",
+            Tool::Prometheus => "prometheus",
             Tool::ArgocdLuaHealth => "argocd-lua-health",
             Tool::ControllerGen => "controller-gen",
         }
@@ -135,7 +139,7 @@ impl Tool {
             Tool::Kwok => KWOK_VERSION,
             Tool::Helm => HELM_VERSION,
             Tool::Kubeconform => KUBECONFORM_VERSION,
-            Tool::Promtool => PROMETHEUS_VERSION,
+            Tool::Promtool | Tool::Prometheus => PROMETHEUS_VERSION,
             Tool::ArgocdLuaHealth => GOPHER_LUA_VERSION,
             Tool::ControllerGen => CONTROLLER_TOOLS_VERSION,
         }
@@ -180,6 +184,14 @@ impl Tool {
             Tool::Promtool => Recipe::Module {
                 module: "github.com/prometheus/prometheus",
                 package: "github.com/prometheus/prometheus/cmd/promtool",
+                tags: "remove_all_sd",
+            },
+            // The server of the same release, for the demo's scrapes and the
+            // dashboard queries: static and file discovery are all it uses.
+            // Its web UI assets are not in the module; the HTTP API is.
+            Tool::Prometheus => Recipe::Module {
+                module: "github.com/prometheus/prometheus",
+                package: "github.com/prometheus/prometheus/cmd/prometheus",
                 tags: "remove_all_sd",
             },
             Tool::ArgocdLuaHealth => Recipe::Program {

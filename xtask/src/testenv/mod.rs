@@ -11,6 +11,7 @@
 //! etcd/             etcd data
 //! etcd.layout       the settings etcd's data was written under
 //! postgres/         PostgreSQL cluster
+//! prometheus/       Prometheus' configuration, scrape targets and data
 //! logs/<name>.log   one log per process
 //! bin/              symlinks to the cached binaries (kubectl, ...)
 //! ```
@@ -20,6 +21,7 @@ mod certs;
 pub mod debian;
 mod kube;
 mod postgres;
+pub mod prometheus;
 pub mod run;
 mod speech;
 mod state;
@@ -50,6 +52,8 @@ pub struct Env {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
     pub database_url: String,
+    /// Prometheus' HTTP port on 127.0.0.1.
+    pub prometheus_port: u16,
 }
 
 impl Env {
@@ -58,6 +62,7 @@ impl Env {
             dir: dir.to_path_buf(),
             kubeconfig: dir.join("kubeconfig"),
             database_url: postgres::url(state.ports.postgres, postgres::DATABASE),
+            prometheus_port: state.ports.prometheus,
         }
     }
 
@@ -122,16 +127,18 @@ enum Component {
     Scheduler,
     Kwok,
     Postgres,
+    Prometheus,
 }
 
 impl Component {
-    const ALL: [Component; 6] = [
+    const ALL: [Component; 7] = [
         Component::Etcd,
         Component::Apiserver,
         Component::ControllerManager,
         Component::Scheduler,
         Component::Kwok,
         Component::Postgres,
+        Component::Prometheus,
     ];
 
     fn name(self) -> &'static str {
@@ -142,6 +149,7 @@ impl Component {
             Component::Scheduler => "kube-scheduler",
             Component::Kwok => "kwok",
             Component::Postgres => "postgres",
+            Component::Prometheus => "prometheus",
         }
     }
 
@@ -153,6 +161,7 @@ impl Component {
             Component::Scheduler => ports.scheduler,
             Component::Kwok => ports.kwok,
             Component::Postgres => ports.postgres,
+            Component::Prometheus => ports.prometheus,
         }
     }
 
@@ -206,6 +215,15 @@ impl Ctx {
                 self.dir.join("logs").join("postgres.log"),
                 self.pg_user,
             )),
+            Component::Prometheus => prometheus::launch(
+                &self.dir,
+                self.ports.prometheus,
+                &paths::repo_root()?
+                    .join("charts")
+                    .join("dialtone")
+                    .join("files")
+                    .join("alerts.yaml"),
+            ),
         }
     }
 
@@ -219,6 +237,7 @@ impl Ctx {
             Component::ControllerManager | Component::Scheduler => cmd::port_open(port),
             Component::Kwok => cmd::http_get(port, "/healthz").is_ok_and(|(code, _)| code == 200),
             Component::Postgres => postgres::ready(port),
+            Component::Prometheus => prometheus::ready(port),
         })
     }
 }
@@ -262,6 +281,9 @@ pub fn up() -> Result<Env> {
         fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
     }
     let mut state = State::load(&dir)?;
+    if state.ports.prometheus == 0 {
+        state.ports.prometheus = cmd::free_ports(1)?[0];
+    }
     if !state.processes.values().any(run::alive) {
         state.processes.clear();
         if !state.ports.all_free() {
@@ -305,6 +327,10 @@ pub fn up() -> Result<Env> {
         .context("writing database-url")?;
     fs::write(dir.join("env"), env.exports()).context("writing env")?;
     println!("test environment up in {}", human(started.elapsed()));
+    println!(
+        "Prometheus: http://127.0.0.1:{} (scrapes what the demo starts)",
+        env.prometheus_port
+    );
     print!("{}", env.exports());
     Ok(env)
 }

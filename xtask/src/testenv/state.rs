@@ -20,10 +20,13 @@ pub struct Ports {
     pub scheduler: u16,
     pub kwok: u16,
     pub postgres: u16,
+    /// Absent from environments brought up before Prometheus joined.
+    #[serde(default)]
+    pub prometheus: u16,
 }
 
 impl Ports {
-    fn all(&self) -> [u16; 7] {
+    fn all(&self) -> [u16; 8] {
         [
             self.etcd,
             self.etcd_peer,
@@ -32,11 +35,12 @@ impl Ports {
             self.scheduler,
             self.kwok,
             self.postgres,
+            self.prometheus,
         ]
     }
 
     pub fn fresh() -> Result<Self> {
-        let p = cmd::free_ports(7)?;
+        let p = cmd::free_ports(8)?;
         Ok(Self {
             etcd: p[0],
             etcd_peer: p[1],
@@ -45,6 +49,7 @@ impl Ports {
             scheduler: p[4],
             kwok: p[5],
             postgres: p[6],
+            prometheus: p[7],
         })
     }
 
