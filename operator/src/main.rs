@@ -55,6 +55,10 @@ struct Args {
         default_value = "dialtone-system"
     )]
     ingress_namespace: String,
+    /// Namespace of the Prometheus that scrapes voice pods' metrics port
+    /// (9090); without it, tenants' NetworkPolicies let nothing reach it.
+    #[arg(long, env = "DIALTONE_MONITORING_NAMESPACE")]
+    monitoring_namespace: Option<String>,
     /// Namespace of the platform's PostgreSQL (voice pods may reach it).
     #[arg(
         long,
@@ -234,6 +238,7 @@ async fn run(args: Args) -> Result<(), RunError> {
         platform_namespace: args.platform_namespace.clone(),
         voice_port: args.voice_port,
         postgres_port: args.postgres_port,
+        monitoring_namespace: args.monitoring_namespace.clone(),
     };
     let tenants_synced = Arc::new(AtomicBool::new(false));
     let providers_synced = Arc::new(AtomicBool::new(false));

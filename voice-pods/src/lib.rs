@@ -97,6 +97,17 @@ pub fn start(
     Ok((Arc::new(pod), writer))
 }
 
+/// Serves `/metrics` on `listener` for as long as the process runs.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    pod: Arc<Pod>,
+) -> Result<(), PodError> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "metrics serving");
+    axum::serve(listener, server::metrics_router(pod)).await?;
+    Ok(())
+}
+
 /// Serves on `listener` until `shutdown` resolves, then drains the calls,
 /// stops the server and flushes the event writer.
 pub async fn serve(

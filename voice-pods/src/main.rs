@@ -18,9 +18,16 @@ use dialtone_voice::{PodError, Settings};
     about = "The Dialtone Voice Core runtime"
 )]
 struct Args {
-    /// Address to serve the webhook, the sockets, /metrics and the probes on.
+    /// Address to serve the webhook, the sockets and the probes on.
     #[arg(long, env = "DIALTONE_VOICE_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Address of `/metrics` (kept off the public listener).
+    #[arg(
+        long,
+        env = "DIALTONE_VOICE_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    metrics_listen: SocketAddr,
     /// The base URL Twilio reaches this pod pool at, e.g.
     /// https://voice.example.com; webhook signatures are checked against it.
     #[arg(long, env = "DIALTONE_PUBLIC_URL")]
@@ -181,7 +188,15 @@ async fn run(args: Args) -> Result<(), RunError> {
             addr: args.listen,
             source,
         })?;
+    let metrics = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: args.metrics_listen,
+            source,
+        })?;
+    let metrics = tokio::spawn(dialtone_voice::serve_metrics(metrics, pod.clone()));
     let report = dialtone_voice::serve(listener, pod, writer, wait_for_signal()).await?;
+    metrics.abort();
     tracing::info!(forced = report.forced, "stopped");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface: Twilio's webhook and media socket, the text call
-//! socket, metrics and probes.
+//! socket and probes on the public listener; metrics on a listener of
+//! their own, which the Service exposes only inside the cluster.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -35,9 +36,17 @@ pub fn router(pod: Arc<Pod>) -> Router {
         .route("/twilio/status", post(crate::outbound::status))
         .route("/twilio/media/{ticket}", get(media_socket))
         .route("/v1/calls", get(text_socket))
-        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .with_state(pod)
+}
+
+/// The metrics listener's router: tenant names, call counts and spend are
+/// nobody's business on the public internet.
+pub fn metrics_router(pod: Arc<Pod>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
         .with_state(pod)
 }
 

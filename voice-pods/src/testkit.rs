@@ -310,6 +310,8 @@ pub fn settings(dir: &Path, public_url: &str, drain: Duration) -> Result<Setting
 pub struct TestPod {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics`.
+    pub metrics_addr: SocketAddr,
     /// The pod (metrics, store).
     pub pod: Arc<Pod>,
     /// Its scratch directory.
@@ -340,12 +342,21 @@ impl TestPod {
         let mut settings = settings(&dir, &format!("http://{addr}"), drain)?;
         tune(&mut settings);
         let (pod, writer) = crate::start(settings, database_url, dir.join("events.spill"))?;
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| TestkitError::Io("binding a loopback port".to_owned(), e))?;
+        let metrics_addr = metrics
+            .local_addr()
+            .map_err(|e| TestkitError::Io("reading the bound port".to_owned(), e))?;
+        let metrics = tokio::spawn(crate::serve_metrics(metrics, pod.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(crate::serve(listener, pod.clone(), writer, async move {
             let _ = stopped.await;
+            metrics.abort();
         }));
         Ok(Self {
             addr,
+            metrics_addr,
             pod,
             dir,
             stop: Some(stop),

@@ -235,3 +235,34 @@ async fn a_text_call_left_silent_is_closed_after_the_idle_limit() {
     seeded.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();
 }
+
+/// Anyone on the internet reaches the public listener; the metrics name
+/// every tenant and its spend, so they are served on their own listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_not_on_the_public_listener() {
+    let Some(url) = testkit::database_or_skip("metrics listener") else {
+        return;
+    };
+    let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
+    pod.pod.metrics.call_started("harbour-dental");
+    let client = reqwest::Client::new();
+    let public = client
+        .get(format!("http://{}/metrics", pod.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), reqwest::StatusCode::NOT_FOUND);
+    let private = client
+        .get(format!("http://{}/metrics", pod.metrics_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(private.status(), reqwest::StatusCode::OK);
+    let text = private.text().await.unwrap();
+    assert!(
+        text.contains(r#"dialtone_voice_active_calls{tenant="harbour-dental"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    pod.stop().await.unwrap();
+}

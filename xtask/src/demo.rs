@@ -98,6 +98,7 @@ pub fn run(keep: bool) -> Result<()> {
     let env = || Env::load();
     let routes = RefCell::new(Vec::new());
     let voice_port = RefCell::new(0u16);
+    let voice_metrics_port = RefCell::new(0u16);
     let vendor_port = RefCell::new(0u16);
     let replayed = RefCell::new(String::new());
     let images = RefCell::new(Vec::new());
@@ -177,7 +178,9 @@ pub fn run(keep: bool) -> Result<()> {
             Ok(())
         }),
         Step::new("start a voice pod", || {
-            *voice_port.borrow_mut() = demo_calls::start_voice_pod(&env()?, &target_dir(&root)?)?;
+            let (port, metrics) = demo_calls::start_voice_pod(&env()?, &target_dir(&root)?)?;
+            *voice_port.borrow_mut() = port;
+            *voice_metrics_port.borrow_mut() = metrics;
             demo_campaigns::write_voice_credentials(&env()?)
         }),
         Step::new(
@@ -230,7 +233,7 @@ pub fn run(keep: bool) -> Result<()> {
             || {
                 let routes = routes.borrow();
                 let (number, ..) = routes.first().context("no routed number")?;
-                demo_limits::show(*voice_port.borrow(), number)
+                demo_limits::show(*voice_port.borrow(), *voice_metrics_port.borrow(), number)
             },
         ),
         Step::new(

@@ -75,16 +75,17 @@ pub fn routes(env: &Env, agents: &[(String, String)]) -> Result<Vec<Route>> {
 }
 
 /// Starts `dialtone-voice` on a free loopback port; returns its port.
-pub fn start_voice_pod(env: &Env, target: &Path) -> Result<u16> {
+/// Starts the demo's voice pod; returns its public port and its metrics
+/// port.
+pub fn start_voice_pod(env: &Env, target: &Path) -> Result<(u16, u16)> {
     testenv::stop_process(VOICE)?;
     let program = target.join("debug").join(VOICE);
     if !program.is_file() {
         bail!("{} was not built", program.display());
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .context("finding a free port")?
-        .port();
+    let [port, metrics_port] = cmd::free_ports(2)?[..] else {
+        bail!("no two free ports");
+    };
     let state = env.dir.join("voice");
     let credentials = state.join("credentials");
     std::fs::create_dir_all(&credentials)
@@ -104,6 +105,7 @@ pub fn start_voice_pod(env: &Env, target: &Path) -> Result<u16> {
         program,
         args: vec![
             format!("--listen=127.0.0.1:{port}"),
+            format!("--metrics-listen=127.0.0.1:{metrics_port}"),
             format!("--public-url=http://127.0.0.1:{port}"),
             format!("--credentials-dir={}", credentials.display()),
             format!("--spill-path={}", state.join("events.spill").display()),
@@ -135,18 +137,18 @@ pub fn start_voice_pod(env: &Env, target: &Path) -> Result<u16> {
         &env.dir,
         &testenv::prometheus::Target {
             name: "voice",
-            port,
+            port: metrics_port,
             job: "dialtone-voice-pool",
             namespace: "dialtone-system",
             pod: "dialtone-voice-pool-local",
-            endpoint: "http",
+            endpoint: "http-metrics",
         },
     )?;
     println!(
         "voice pod ready on 127.0.0.1:{port} (log {})",
         launch.log.display()
     );
-    Ok(port)
+    Ok((port, metrics_port))
 }
 
 /// Whether `/readyz` answers 200.

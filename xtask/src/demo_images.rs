@@ -128,7 +128,9 @@ pub fn cli(env: &Env, root: &Path, images: &[Built]) -> Result<()> {
 /// SIGTERM.
 pub fn voice(env: &Env, target: &Path, images: &[Built], number: &str) -> Result<()> {
     let dir = env.dir.join(CONTAINERS);
-    let port = cmd::free_ports(1)?[0];
+    let [port, metrics_port] = cmd::free_ports(2)?[..] else {
+        bail!("no two free ports");
+    };
     let secret = dir.join("stream-secret");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(&secret, format!("{:032x}", rand_u128()?))
@@ -138,6 +140,7 @@ pub fn voice(env: &Env, target: &Path, images: &[Built], number: &str) -> Result
     let run = Run {
         args: vec![
             format!("--listen=127.0.0.1:{port}"),
+            format!("--metrics-listen=127.0.0.1:{metrics_port}"),
             format!("--public-url={public_url}"),
             "--credentials-dir=/var/run/dialtone/credentials".into(),
             "--stream-secret-file=/var/run/dialtone/stream-secret".into(),
@@ -162,6 +165,12 @@ pub fn voice(env: &Env, target: &Path, images: &[Built], number: &str) -> Result
         "voice container ready on {public_url} in {}",
         cmd::human(ready)
     );
+    let (public, _) = cmd::http_get(port, "/metrics")?;
+    let (private, _) = cmd::http_get(metrics_port, "/metrics")?;
+    if (public, private) != (404, 200) {
+        bail!("/metrics answered {public} on the public port and {private} on the metrics port");
+    }
+    println!("/metrics: {public} on the public port, {private} on 127.0.0.1:{metrics_port}");
 
     let (namespace, token) = route_token(env, &credentials, number)?;
     let params = [

@@ -65,7 +65,7 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
     false
 }
 
-pub fn show(port: u16, number: &str) -> Result<()> {
+pub fn show(port: u16, metrics_port: u16, number: &str) -> Result<()> {
     let (_, status) = upgrade(port, "/twilio/media/forged.1.AAAA")?;
     println!("a media stream with a forged ticket: {status} (no WebSocket opened)");
     if !status.contains(" 401 ") {
@@ -109,7 +109,13 @@ pub fn show(port: u16, number: &str) -> Result<()> {
     );
     drop(idle);
 
-    let metrics = get(port, "/metrics")?;
+    let public = get(port, "/metrics")?;
+    let status = public.lines().next().unwrap_or_default();
+    if !status.contains(" 404 ") {
+        bail!("the public port must not serve /metrics, got {status:?}");
+    }
+    println!("/metrics on the public port: {status}; on the metrics port:");
+    let metrics = get(metrics_port, "/metrics")?;
     for line in metrics.lines().filter(|l| {
         l.starts_with("dialtone_voice_signature_rejections_total{reason=\"stream-token\"}")
             || l.starts_with("dialtone_voice_calls_refused_total")

@@ -467,13 +467,24 @@ fn service(meta: ObjectMeta, selector: &BTreeMap<String, String>, port: i32) -> 
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(selector.clone()),
-            ports: Some(vec![ServicePort {
-                name: Some("http".to_owned()),
-                port: 80,
-                target_port: Some(IntOrString::Int(port)),
-                protocol: Some("TCP".to_owned()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![
+                ServicePort {
+                    name: Some("http".to_owned()),
+                    port: 80,
+                    target_port: Some(IntOrString::Int(port)),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                },
+                // For the ServiceMonitor; the public ingress routes to
+                // `http` only.
+                ServicePort {
+                    name: Some(METRICS_PORT_NAME.to_owned()),
+                    port: METRICS_PORT,
+                    target_port: Some(IntOrString::String(METRICS_PORT_NAME.to_owned())),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                },
+            ]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -610,6 +621,10 @@ fn spread(topology_key: &str, selector: &BTreeMap<String, String>) -> TopologySp
 /// rather than run out of memory.
 const CALL_HEADROOM: i64 = 2;
 
+/// Where voice pods serve `/metrics`: not the public port.
+pub const METRICS_PORT: i32 = 9090;
+const METRICS_PORT_NAME: &str = "http-metrics";
+
 /// The voice pod: one `dialtone-voice` container, restricted security
 /// profile, probes, a call cap, and a grace period covering the drain.
 /// Nothing in it depends on a config version.
@@ -673,14 +688,26 @@ fn pod_template(
         name: "dialtone-voice".to_owned(),
         image: Some(voice.image.clone()),
         image_pull_policy: Some("IfNotPresent".to_owned()),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: voice.port,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".to_owned()),
+                container_port: voice.port,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some(METRICS_PORT_NAME.to_owned()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+        ]),
         env: Some(vec![
             env("DIALTONE_VOICE_LISTEN", format!("0.0.0.0:{}", voice.port)),
+            env(
+                "DIALTONE_VOICE_METRICS_LISTEN",
+                format!("0.0.0.0:{METRICS_PORT}"),
+            ),
             env("DIALTONE_PUBLIC_URL", public_url),
             env("DIALTONE_CREDENTIALS_DIR", CREDENTIALS_DIR),
             env("DIALTONE_SPILL_PATH", format!("{SPILL_DIR}/events.spill")),

@@ -46,6 +46,9 @@ pub struct NetworkSettings {
     pub voice_port: i32,
     /// The PostgreSQL port.
     pub postgres_port: i32,
+    /// Namespace of the Prometheus that scrapes voice pods' metrics port;
+    /// `None`: nothing may reach it.
+    pub monitoring_namespace: Option<String>,
 }
 
 impl Default for NetworkSettings {
@@ -55,6 +58,7 @@ impl Default for NetworkSettings {
             platform_namespace: "dialtone-system".to_owned(),
             voice_port: 8080,
             postgres_port: 5432,
+            monitoring_namespace: None,
         }
     }
 }
@@ -342,16 +346,28 @@ fn public_internet() -> Vec<NetworkPolicyPeer> {
     ]
 }
 
-/// Ingress on the voice port from the telephony ingress namespace; egress to
+/// Ingress on the voice port from the telephony ingress namespace (and on
+/// the metrics port from the monitoring namespace, when there is one); egress to
 /// DNS, vendors over HTTPS, and PostgreSQL in the platform namespace.
 fn allow_voice_spec(net: &NetworkSettings) -> NetworkPolicySpec {
     NetworkPolicySpec {
         pod_selector: Some(LabelSelector::default()),
         policy_types: Some(strings(&["Ingress", "Egress"])),
-        ingress: Some(vec![NetworkPolicyIngressRule {
-            from: Some(vec![namespace_peer(&net.ingress_namespace)]),
-            ports: Some(vec![port("TCP", net.voice_port)]),
-        }]),
+        ingress: Some(
+            std::iter::once(NetworkPolicyIngressRule {
+                from: Some(vec![namespace_peer(&net.ingress_namespace)]),
+                ports: Some(vec![port("TCP", net.voice_port)]),
+            })
+            .chain(
+                net.monitoring_namespace
+                    .iter()
+                    .map(|monitoring| NetworkPolicyIngressRule {
+                        from: Some(vec![namespace_peer(monitoring)]),
+                        ports: Some(vec![port("TCP", crate::agent::build::METRICS_PORT)]),
+                    }),
+            )
+            .collect(),
+        ),
         egress: Some(vec![
             // DNS anywhere: clusters differ (kube-dns, node-local caches).
             NetworkPolicyEgressRule {
@@ -431,6 +447,48 @@ limits: { cpu: "2", memory: 4Gi, pods: 12 }
                 .namespace
                 .as_deref(),
             Some("harbour-dental")
+        );
+    }
+
+    #[test]
+    fn only_the_monitoring_namespace_reaches_the_metrics_port() {
+        let port_of = |net: &NetworkSettings| -> Vec<(String, i32)> {
+            let c = children(&tenant("harbour", SPEC), net).expect("valid");
+            c.allow_voice
+                .spec
+                .expect("spec")
+                .ingress
+                .expect("ingress")
+                .iter()
+                .flat_map(|rule| {
+                    let from = rule.from.as_ref().expect("from")[0]
+                        .namespace_selector
+                        .as_ref()
+                        .and_then(|s| s.match_labels.as_ref())
+                        .map(|l| l["kubernetes.io/metadata.name"].clone())
+                        .unwrap_or_default();
+                    rule.ports
+                        .iter()
+                        .flatten()
+                        .filter_map(move |p| match p.port {
+                            Some(IntOrString::Int(n)) => Some((from.clone(), n)),
+                            _ => None,
+                        })
+                })
+                .collect()
+        };
+        let closed = NetworkSettings::default();
+        assert_eq!(port_of(&closed), [("dialtone-system".to_owned(), 8080)]);
+        let scraped = NetworkSettings {
+            monitoring_namespace: Some("monitoring".into()),
+            ..NetworkSettings::default()
+        };
+        assert_eq!(
+            port_of(&scraped),
+            [
+                ("dialtone-system".to_owned(), 8080),
+                ("monitoring".to_owned(), 9090)
+            ]
         );
     }
 
