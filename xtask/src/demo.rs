@@ -347,17 +347,7 @@ pub fn start_operator(env: &Env, root: &Path) -> Result<()> {
             run::log_tail(&launch.log, 20)
         );
     }
-    testenv::prometheus::register(
-        &env.dir,
-        &testenv::prometheus::Target {
-            name: "operator",
-            port: metrics_port,
-            job: "dialtone",
-            namespace: CHART_NAMESPACE,
-            pod: "dialtone-operator-local",
-            endpoint: "http-metrics",
-        },
-    )?;
+    testenv::prometheus::register(&env.dir, "operator", metrics_port, "dialtone")?;
     println!("operator running (pid {pid}, log {})", launch.log.display());
     Ok(())
 }

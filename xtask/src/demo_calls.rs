@@ -133,17 +133,7 @@ pub fn start_voice_pod(env: &Env, target: &Path) -> Result<(u16, u16)> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    testenv::prometheus::register(
-        &env.dir,
-        &testenv::prometheus::Target {
-            name: "voice",
-            port: metrics_port,
-            job: "dialtone-voice-pool",
-            namespace: "dialtone-system",
-            pod: "dialtone-voice-pool-local",
-            endpoint: "http-metrics",
-        },
-    )?;
+    testenv::prometheus::register(&env.dir, "voice", metrics_port, "dialtone-voice-pool")?;
     println!(
         "voice pod ready on 127.0.0.1:{port} (log {})",
         launch.log.display()

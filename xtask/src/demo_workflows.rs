@@ -239,17 +239,7 @@ pub fn start_workers(env: &Env, target: &Path, voice_port: u16) -> Result<()> {
     let (mut child, record) = run::spawn(&launch)?;
     testenv::record_process(WORKERS, record)?;
     wait_ready(&mut child, port, &log, "the workers")?;
-    testenv::prometheus::register(
-        &env.dir,
-        &testenv::prometheus::Target {
-            name: "workers",
-            port,
-            job: "dialtone-workers",
-            namespace: "dialtone-system",
-            pod: "dialtone-workers-local",
-            endpoint: "http-metrics",
-        },
-    )?;
+    testenv::prometheus::register(&env.dir, "workers", port, "dialtone-workers")?;
     println!(
         "workers ready (metrics on http://127.0.0.1:{port}/metrics, log {})",
         log.display()

@@ -58,35 +58,29 @@ pub fn ready(port: u16) -> bool {
     cmd::http_get(port, "/-/ready").is_ok_and(|(code, _)| code == 200)
 }
 
-/// A scrape target and its labels, as a ServiceMonitor would label it.
-pub struct Target<'a> {
-    /// The file's name: one per process.
-    pub name: &'a str,
-    pub port: u16,
-    /// The Service's name (Prometheus Operator's `job`).
-    pub job: &'a str,
-    pub namespace: &'a str,
-    pub pod: &'a str,
-    pub endpoint: &'a str,
-}
+/// The namespace the demo's processes stand in for (the chart's).
+const NAMESPACE: &str = "dialtone-system";
 
-/// Lists `target` for scraping (replacing an earlier one of its name).
-pub fn register(dir: &Path, target: &Target<'_>) -> Result<()> {
+/// Lists the demo's process `name` (`operator`, `voice`, `workers`),
+/// serving metrics on `port`, for scraping with the labels a ServiceMonitor
+/// gives it: `job` (the Service's name), namespace, pod, service and the
+/// `http-metrics` endpoint. Replaces an earlier listing of the same name.
+pub fn register(dir: &Path, name: &str, port: u16, job: &str) -> Result<()> {
     let group = json!([{
-        "targets": [format!("127.0.0.1:{}", target.port)],
+        "targets": [format!("127.0.0.1:{port}")],
         "labels": {
-            "job": target.job,
-            "namespace": target.namespace,
-            "pod": target.pod,
-            "service": target.job,
-            "endpoint": target.endpoint,
+            "job": job,
+            "namespace": NAMESPACE,
+            "pod": format!("dialtone-{name}-local"),
+            "service": job,
+            "endpoint": "http-metrics",
         },
     }]);
     fs::create_dir_all(targets(dir))
         .with_context(|| format!("creating {}", targets(dir).display()))?;
     // Written beside and renamed, so Prometheus never reads half a file.
-    let path = targets(dir).join(format!("{}.json", target.name));
-    let partial = targets(dir).join(format!(".{}.json.partial", target.name));
+    let path = targets(dir).join(format!("{name}.json"));
+    let partial = targets(dir).join(format!(".{name}.json.partial"));
     fs::write(&partial, group.to_string())
         .with_context(|| format!("writing {}", partial.display()))?;
     fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))
