@@ -84,12 +84,39 @@ fn find<'a>(images: &'a [Built], name: &str) -> Result<&'a Built> {
 
 /// `dialtone validate /examples` and `dialtone migrate` in the CLI image.
 pub fn cli(env: &Env, root: &Path, images: &[Built]) -> Result<()> {
-    let run = Run {
-        args: vec!["validate".into(), "/examples".into()],
-        binds: vec![(root.join("examples"), "/examples".into())],
-        ..Run::default()
-    };
     let started = Instant::now();
+    let output = run_cli(
+        env,
+        images,
+        Run {
+            args: vec!["validate".into(), "/examples".into()],
+            binds: vec![(root.join("examples"), "/examples".into())],
+            ..Run::default()
+        },
+    )?;
+    if !output.contains(" 0 errors") {
+        bail!("the CLI container did not validate examples/ cleanly");
+    }
+    println!("(container ran in {})", cmd::human(started.elapsed()));
+    // What the chart's migration Job runs: the demo's database is migrated
+    // already, so nothing is applied.
+    let output = run_cli(
+        env,
+        images,
+        Run {
+            args: vec!["migrate".into()],
+            env: vec![("DATABASE_URL".into(), database_url(env)?)],
+            ..Run::default()
+        },
+    )?;
+    if !output.contains("nothing to apply") {
+        bail!("dialtone migrate in the CLI image applied migrations to a migrated database");
+    }
+    Ok(())
+}
+
+/// Runs the CLI image to its end with `run`; prints and returns its output.
+fn run_cli(env: &Env, images: &[Built], run: Run) -> Result<String> {
     let container = Container::start(
         find(images, "dialtone")?,
         &env.dir.join(CONTAINERS),
@@ -98,29 +125,7 @@ pub fn cli(env: &Env, root: &Path, images: &[Built]) -> Result<()> {
     )?;
     let output = container.wait(Duration::from_secs(60))?;
     print!("{output}");
-    if !output.contains(" 0 errors") {
-        bail!("the CLI container did not validate examples/ cleanly");
-    }
-    println!("(container ran in {})", cmd::human(started.elapsed()));
-    // What the chart's migration Job runs: the demo's database is migrated
-    // already, so nothing is applied.
-    let migrate = Run {
-        args: vec!["migrate".into()],
-        env: vec![("DATABASE_URL".into(), database_url(env)?)],
-        ..Run::default()
-    };
-    let container = Container::start(
-        find(images, "dialtone")?,
-        &env.dir.join(CONTAINERS),
-        "dialtone-migrate",
-        &migrate,
-    )?;
-    let output = container.wait(Duration::from_secs(60))?;
-    print!("{output}");
-    if !output.contains("nothing to apply") {
-        bail!("dialtone migrate in the CLI image applied migrations to a migrated database");
-    }
-    Ok(())
+    Ok(output)
 }
 
 /// The voice image: ready, refuses an unsigned webhook, answers a signed
