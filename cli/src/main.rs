@@ -405,7 +405,15 @@ fn problems(set: &Set) -> Vec<String> {
             "Agent/{ns}/{}",
             agent.metadata.name.clone().unwrap_or_default()
         );
+        let tenant = set.tenant_for(&ns);
         for (i, n) in agent.spec.phone_numbers.iter().enumerate() {
+            if let Some(t) = tenant.filter(|t| !t.spec.phone_numbers.contains(&n.number)) {
+                out.insert(format!(
+                    "{file}: {id}: spec.phoneNumbers[{i}].number: {} is not granted to Tenant {} (its spec.phoneNumbers); it would not be routed",
+                    n.number,
+                    t.metadata.name.clone().unwrap_or_default()
+                ));
+            }
             if let Some(other) = numbers.insert(n.number.clone(), id.clone()) {
                 out.insert(format!(
                     "{file}: {id}: spec.phoneNumbers[{i}].number: {} is already claimed by {other}",

@@ -167,3 +167,28 @@ fn simulate_runs_a_scripted_call() {
     );
     let _ = std::fs::remove_file(script);
 }
+
+#[test]
+fn an_agent_number_the_tenant_was_not_granted_is_reported() {
+    let dir = std::env::temp_dir().join(format!("dialtone-grant-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    for file in ["tenant.yaml", "objectives.yaml", "providers.yaml"] {
+        let text = std::fs::read_to_string(root().join("examples/dental-clinic").join(file))
+            .expect("example");
+        std::fs::write(dir.join(file), text).expect("write");
+    }
+    let agents = std::fs::read_to_string(root().join("examples/dental-clinic/agents.yaml"))
+        .expect("agents")
+        .replace("+61290001234", "+61299998888");
+    std::fs::write(dir.join("agents.yaml"), agents).expect("write");
+    let out = dialtone(&["validate", dir.to_str().expect("utf-8 path")]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "spec.phoneNumbers[0].number: +61299998888 is not granted to Tenant harbour-dental"
+        ),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -50,8 +50,9 @@ pub struct AgentSpec {
     /// The vendor accounts the agent uses, by role.
     #[serde(default)]
     pub providers: AgentProviders,
-    /// Phone numbers routed to the agent. A number belongs to one Agent at a
-    /// time across the whole platform.
+    /// Phone numbers routed to the agent. Each must be granted to the Tenant
+    /// (`Tenant.spec.phoneNumbers`); a number belongs to one Agent at a time
+    /// across the whole platform.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["number"]))]
     pub phone_numbers: Vec<PhoneNumber>,
@@ -416,7 +417,9 @@ pub struct PhoneNumberStatus {
     /// public voice URL configured), `Bound` (routed, and the telephony
     /// vendor sends the number's calls to the platform's voice webhook),
     /// `BindingFailed` (routed, but the vendor could not be updated),
-    /// `Conflict` (another Agent holds the number) or `Suspended`.
+    /// `Conflict` (another Agent holds the number), `NotGranted` (the
+    /// number is not in the Tenant's `spec.phoneNumbers`) or `Suspended`
+    /// (calls hear that the service is unavailable; the number stays).
     pub state: String,
     /// Details, e.g. which Agent already holds a conflicting number.
     #[serde(default, skip_serializing_if = "Option::is_none")]

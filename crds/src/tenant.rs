@@ -47,12 +47,21 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub escalation_contacts: Vec<EscalationContact>,
+    /// Phone numbers the platform has granted the business, E.164. The
+    /// tenant's Agents route only these; an Agent listing another number
+    /// reports it `NotGranted`. Tenants are cluster-scoped, so only the
+    /// platform team can grant a number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(max = 16)))]
+    #[x_kube(validation = Rule::new("self.all(n, n.matches('^\\\\+[1-9][0-9]{6,14}$'))").message("phoneNumbers must be E.164, e.g. +61291234567"))]
+    pub phone_numbers: Vec<String>,
     /// `shared`: the tenant's Agents run in the platform's shared voice pool.
     /// `dedicated`: they get voice pods of their own in the tenant namespace.
     #[serde(default)]
     pub isolation: Isolation,
-    /// Suspends the tenant: no new calls are answered or placed. Calls in
-    /// flight finish.
+    /// Suspends the tenant: no new calls are answered or placed; calls to its
+    /// numbers hear that the service is unavailable, and the numbers stay
+    /// the tenant's. Calls in flight finish.
     #[serde(default)]
     pub suspend: bool,
 }

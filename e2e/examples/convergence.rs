@@ -30,6 +30,13 @@ use kube::{Api, Client};
 /// Requests in flight at once, for the operator's inputs and the floor alike.
 const IN_FLIGHT: usize = 32;
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(1800);
+/// The floor run's numbers start here, clear of the measured run's.
+const FLOOR_OFFSET: usize = 5_000_000;
+
+/// The number Agent `i` answers.
+fn number(i: usize, offset: usize) -> String {
+    format!("+6120{:07}", i + offset)
+}
 
 fn setting(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
@@ -57,6 +64,8 @@ async fn main() -> Result<()> {
         client: env.client.clone(),
         run: run.clone(),
         namespaces: (0..tenants).map(|t| format!("{run}-t{t}")).collect(),
+        agents: rest_agents,
+        floor_agents: agents,
     };
     let outcome = bench.measure(pid, agents, rest_agents).await;
     // Tenants own their namespaces: deleting them (operator still running,
@@ -71,6 +80,10 @@ struct Bench {
     client: Client,
     run: String,
     namespaces: Vec<String>,
+    /// Agents of the measured run (their numbers are granted up front).
+    agents: usize,
+    /// Agents of the floor run.
+    floor_agents: usize,
 }
 
 impl Bench {
@@ -139,11 +152,22 @@ impl Bench {
 
     async fn create_tenants(&self) -> Result<()> {
         let tenants: Api<dialtone_crds::Tenant> = Api::all(self.client.clone());
-        stream::iter(self.namespaces.iter().map(|ns| {
+        stream::iter(self.namespaces.iter().enumerate().map(|(t, ns)| {
             let tenants = tenants.clone();
+            let mine = |i: &usize| i % self.namespaces.len() == t;
+            let granted: Vec<String> = (0..self.agents)
+                .filter(mine)
+                .map(|i| number(i, 0))
+                .chain(
+                    (0..self.floor_agents)
+                        .filter(mine)
+                        .map(|i| number(i, FLOOR_OFFSET)),
+                )
+                .collect();
             async move {
                 let mut spec = dialtone_e2e::basic_tenant_spec(ns);
                 spec["namespace"] = ns.clone().into();
+                spec["phoneNumbers"] = granted.into();
                 spec["isolation"] = "dedicated".into();
                 // Room for ten dedicated Agents and ten floor Deployments.
                 spec["limits"] = serde_json::json!({
@@ -174,14 +198,14 @@ impl Bench {
     fn agent(&self, i: usize, isolation: &str, run: &str) -> Result<Agent> {
         let ns = &self.namespaces[i % self.namespaces.len()];
         let prefix = if run == self.run { "agent" } else { "floor" };
-        let offset = if run == self.run { 0 } else { 5_000_000 };
+        let offset = if run == self.run { 0 } else { FLOOR_OFFSET };
         Ok(serde_json::from_value(serde_json::json!({
             "apiVersion": "dialtone.io/v1alpha1",
             "kind": "Agent",
             "metadata": {"name": format!("{prefix}-{i}"), "namespace": ns, "labels": {RUN_LABEL: run}},
             "spec": {
                 "objectives": [{"name": "lead"}],
-                "phoneNumbers": [{"number": format!("+6120{:07}", i + offset), "direction": "inbound"}],
+                "phoneNumbers": [{"number": number(i, offset), "direction": "inbound"}],
                 "runtime": {"minReplicas": 1, "maxReplicas": 2, "cpu": "100m", "memory": "128Mi", "isolation": isolation},
             },
         }))?)

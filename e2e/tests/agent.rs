@@ -228,6 +228,20 @@ async fn route_of(db: &PgPool, number: &str) -> Result<Option<(String, String, S
         .map(|r| (r.namespace, r.agent, r.active_version)))
 }
 
+/// Each of the Agent's numbers and its state.
+fn number_states(agent: &Agent) -> BTreeMap<String, String> {
+    agent
+        .status
+        .as_ref()
+        .map(|s| {
+            s.phone_numbers
+                .iter()
+                .map(|p| (p.number.clone(), p.state.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn wait_gone<K>(api: &Api<K>, name: &str) -> Result<()>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -295,10 +309,12 @@ async fn the_dental_example_compiles_rolls_out_rolls_back_and_goes() -> Result<(
     })
     .await?;
 
-    // The Tenant first: it makes the namespace.
+    // The Tenant first: it makes the namespace and is granted the number.
+    let number = random_number();
     let mut tenant = adopt(docs("dental-clinic/tenant.yaml")?.remove(0), &run, None);
     tenant["metadata"]["name"] = ns.clone().into();
     tenant["spec"]["namespace"] = ns.clone().into();
+    tenant["spec"]["phoneNumbers"] = serde_json::json!([number]);
     let tenant: Tenant = serde_json::from_value(tenant)?;
     Api::<Tenant>::all(client.clone())
         .create(&PostParams::default(), &tenant)
@@ -331,7 +347,6 @@ async fn the_dental_example_compiles_rolls_out_rolls_back_and_goes() -> Result<(
         Some(&ns),
     ))?;
     objectives.create(&pp, &objective).await?;
-    let number = random_number();
     let mut agent = adopt(
         docs("dental-clinic/agents.yaml")?.remove(0),
         &run,
@@ -627,11 +642,15 @@ async fn a_number_stays_with_its_first_agent_and_the_shared_pool_follows_demand(
         Ok(op.get("/readyz").await?.0 == 200)
     })
     .await?;
+    // The platform grants n1 and n2; n3 not yet.
+    let (n1, n2, n3) = (random_number(), random_number(), random_number());
     let mut spec = basic_tenant_spec("Shared Plumbing");
     spec["namespace"] = ns.clone().into();
     spec["isolation"] = "shared".into();
     spec["limits"]["maxConcurrentCalls"] = 100.into();
-    Api::<Tenant>::all(client.clone())
+    spec["phoneNumbers"] = serde_json::json!([n1, n2]);
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    tenants
         .create(&PostParams::default(), &tenant_manifest(&ns, &run, spec)?)
         .await?;
     wait_tenant_ready(&client, &ns, TIMEOUT).await?;
@@ -640,7 +659,6 @@ async fn a_number_stays_with_its_first_agent_and_the_shared_pool_follows_demand(
         .create(&pp, &simple_objective(&run, &ns)?)
         .await?;
 
-    let (n1, n2, n3) = (random_number(), random_number(), random_number());
     let agents: Api<Agent> = Api::namespaced(client.clone(), &ns);
     agents
         .create(&pp, &shared_agent(&run, &ns, "first", &[&n1, &n2])?)
@@ -652,6 +670,27 @@ async fn a_number_stays_with_its_first_agent_and_the_shared_pool_follows_demand(
     agents
         .create(&pp, &shared_agent(&run, &ns, "second", &[&n2, &n3])?)
         .await?;
+    // A number the Tenant was not granted never reaches the routes.
+    let second = wait_agent(&client, &ns, "second", "PhoneNumberNotGranted", |a| {
+        holds(a, "Ready", "False", "PhoneNumberNotGranted")
+    })
+    .await?;
+    assert_eq!(
+        number_states(&second).get(&n3).map(String::as_str),
+        Some("NotGranted")
+    );
+    assert_eq!(route_of(&db, &n3).await?, None);
+    assert!(
+        active(&second).is_some(),
+        "a version is active all the same"
+    );
+
+    patch_spec(
+        &tenants,
+        &ns,
+        serde_json::json!({"phoneNumbers": [n1, n2, n3]}),
+    )
+    .await?;
     let second = wait_agent(&client, &ns, "second", "PhoneNumberConflict", |a| {
         holds(a, "Ready", "False", "PhoneNumberConflict")
     })
@@ -661,16 +700,7 @@ async fn a_number_stays_with_its_first_agent_and_the_shared_pool_follows_demand(
         message.contains(&n2) && message.contains(&format!("{ns}/first")),
         "{message}"
     );
-    let states: BTreeMap<String, String> = second
-        .status
-        .as_ref()
-        .map(|s| {
-            s.phone_numbers
-                .iter()
-                .map(|p| (p.number.clone(), p.state.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let states = number_states(&second);
     assert_eq!(states.get(&n2).map(String::as_str), Some("Conflict"));
     assert_eq!(states.get(&n3).map(String::as_str), Some("Routed"));
     let first_version = active(&first).context("first active")?;
@@ -710,6 +740,26 @@ async fn a_number_stays_with_its_first_agent_and_the_shared_pool_follows_demand(
     })
     .await
     .context("the pool sized for one Agent")?;
+
+    // A suspended Tenant keeps its numbers: the routes stay, marked
+    // suspended, so no other Agent can take them.
+    patch_spec(&tenants, &ns, serde_json::json!({"suspend": true})).await?;
+    wait_agent(&client, &ns, "first", "Suspended", |a| {
+        holds(a, "Routed", "False", "Suspended")
+    })
+    .await?;
+    for n in [&n1, &n2] {
+        let route = routes::lookup(&db, n).await?.context("route kept")?;
+        assert!(route.suspended, "{n} is suspended");
+        assert_eq!(route.agent, "first");
+    }
+    patch_spec(&tenants, &ns, serde_json::json!({"suspend": false})).await?;
+    wait_agent(&client, &ns, "first", "Ready again", |a| {
+        holds(a, "Ready", "True", "Serving")
+    })
+    .await?;
+    let route = routes::lookup(&db, &n1).await?.context("route kept")?;
+    assert!(!route.suspended, "resumed");
 
     agents.delete("first", &DeleteParams::default()).await?;
     wait_gone(&agents, "first").await?;

@@ -4,7 +4,9 @@
 //!
 //! A number belongs to one Agent at a time. [`activate`] never takes a
 //! number from another Agent: the earlier owner keeps it and the caller is
-//! told about the conflict.
+//! told about the conflict. A suspended Agent keeps its numbers
+//! ([`suspend`]): nobody else can claim them while calls hear the
+//! suspended message.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,6 +33,9 @@ pub struct Route {
     pub agent: String,
     /// The config version new calls to the number use.
     pub active_version: String,
+    /// The Agent or its Tenant is suspended: calls are answered with the
+    /// suspended message and nothing else.
+    pub suspended: bool,
 }
 
 /// A number another Agent already holds.
@@ -61,7 +66,7 @@ pub struct Activation {
 /// The route of `number`, if it has one.
 pub async fn lookup(pool: &PgPool, number: &str) -> Result<Option<Route>, RouteError> {
     Ok(sqlx::query_as(
-        "SELECT number, tenant, namespace, agent, active_version FROM phone_routes WHERE number = $1",
+        "SELECT number, tenant, namespace, agent, active_version, suspended FROM phone_routes WHERE number = $1",
     )
     .bind(number)
     .fetch_optional(pool)
@@ -75,7 +80,7 @@ pub async fn of_agent(
     agent: &str,
 ) -> Result<Vec<Route>, RouteError> {
     Ok(sqlx::query_as(
-        "SELECT number, tenant, namespace, agent, active_version FROM phone_routes \
+        "SELECT number, tenant, namespace, agent, active_version, suspended FROM phone_routes \
          WHERE namespace = $1 AND agent = $2 ORDER BY number",
     )
     .bind(namespace)
@@ -105,7 +110,7 @@ pub async fn activate(
     // Lock every row involved, so a concurrent activation of another Agent
     // waits for this one (and then sees its numbers as taken).
     let existing: Vec<Route> = sqlx::query_as(
-        "SELECT number, tenant, namespace, agent, active_version FROM phone_routes \
+        "SELECT number, tenant, namespace, agent, active_version, suspended FROM phone_routes \
          WHERE number = ANY($1) OR (namespace = $2 AND agent = $3) \
          ORDER BY number FOR UPDATE",
     )
@@ -129,7 +134,8 @@ pub async fn activate(
     .await?;
 
     sqlx::query(
-        "UPDATE phone_routes SET tenant = $1, active_version = $2, updated_at = now() \
+        "UPDATE phone_routes SET tenant = $1, active_version = $2, suspended = false, \
+         updated_at = now() \
          WHERE namespace = $3 AND agent = $4 AND number = ANY($5)",
     )
     .bind(tenant)
@@ -169,7 +175,7 @@ pub async fn activate(
         .collect();
     if !lost.is_empty() {
         let holders: Vec<Route> = sqlx::query_as(
-            "SELECT number, tenant, namespace, agent, active_version FROM phone_routes \
+            "SELECT number, tenant, namespace, agent, active_version, suspended FROM phone_routes \
              WHERE number = ANY($1)",
         )
         .bind(&lost)
@@ -240,7 +246,7 @@ fn plan(
         match by_number.get(n) {
             None => p.insert.push((*n).to_owned()),
             Some(r) if r.namespace == namespace && r.agent == agent => {
-                if r.active_version == version && r.tenant == tenant {
+                if r.active_version == version && r.tenant == tenant && !r.suspended {
                     p.unchanged.push((*n).to_owned());
                 } else {
                     p.update.push((*n).to_owned());
@@ -250,6 +256,44 @@ fn plan(
         }
     }
     p
+}
+
+/// Suspends the routes of the Agent `namespace/agent`, in one transaction:
+/// the routes of `numbers` stay with it, marked suspended, and its other
+/// routes are removed. Numbers it does not hold are not claimed. Returns
+/// the numbers it holds, sorted.
+pub async fn suspend(
+    pool: &PgPool,
+    namespace: &str,
+    agent: &str,
+    numbers: &[String],
+) -> Result<Vec<String>, RouteError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "DELETE FROM phone_routes WHERE namespace = $1 AND agent = $2 AND NOT (number = ANY($3))",
+    )
+    .bind(namespace)
+    .bind(agent)
+    .bind(numbers)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE phone_routes SET suspended = true, updated_at = now() \
+         WHERE namespace = $1 AND agent = $2 AND NOT suspended",
+    )
+    .bind(namespace)
+    .bind(agent)
+    .execute(&mut *tx)
+    .await?;
+    let held: Vec<String> = sqlx::query_scalar(
+        "SELECT number FROM phone_routes WHERE namespace = $1 AND agent = $2 ORDER BY number",
+    )
+    .bind(namespace)
+    .bind(agent)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(held)
 }
 
 /// Removes every route of the Agent `namespace/agent` (it is being
@@ -276,6 +320,7 @@ mod tests {
             namespace: "tenant-acme".into(),
             agent: agent.into(),
             active_version: version.into(),
+            suspended: false,
         }
     }
 
@@ -307,6 +352,16 @@ mod tests {
         let existing = [route("+61200000001", "front", "v1")];
         let wanted: BTreeSet<&str> = ["+61200000001"].into_iter().collect();
         let p = plan(&existing, &wanted, "other", "tenant-acme", "front", "v1");
+        assert_eq!(p.update, ["+61200000001"]);
+        assert!(p.unchanged.is_empty());
+    }
+
+    #[test]
+    fn activating_a_suspended_route_resumes_it() {
+        let mut suspended = route("+61200000001", "front", "v1");
+        suspended.suspended = true;
+        let wanted: BTreeSet<&str> = ["+61200000001"].into_iter().collect();
+        let p = plan(&[suspended], &wanted, "acme", "tenant-acme", "front", "v1");
         assert_eq!(p.update, ["+61200000001"]);
         assert!(p.unchanged.is_empty());
     }

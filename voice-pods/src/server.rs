@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::drain::{CallGuard, Refused};
 use crate::pod::Pod;
 use crate::session::{CallMeta, Pinned};
-use crate::{media_call, text_call, webhook};
+use crate::{media_call, text_call, twiml, webhook};
 
 /// Largest Media Streams message read: a 20 ms frame is about 400 bytes
 /// and `start` a few hundred more; anything near this is not Twilio.
@@ -148,6 +148,13 @@ async fn text_socket(
             return unavailable("routing unavailable");
         }
     };
+    if route.suspended {
+        return (
+            StatusCode::FORBIDDEN,
+            format!("{}\n", twiml::SUSPENDED_MESSAGE),
+        )
+            .into_response();
+    }
     let config = match pod.store.version(&route.active_version).await {
         Ok(c) => c,
         Err(err) => {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dialtone_crds::agent::ProviderRef;
+use dialtone_crds::agent::{AgentSpec, ProviderRef};
 use dialtone_crds::{Agent, Objective, Provider, Tenant};
 use dialtone_engine::{CompileInput, ConfigVersion, compile};
 use dialtone_spine::routes::{self, RouteError};
@@ -231,8 +231,22 @@ pub async fn seed_dental_limited(
     display_name: &str,
     max_concurrent_calls: i32,
 ) -> Result<Seeded, TestkitError> {
+    seed_dental_with(pool, agent, number, display_name, |tenant, _| {
+        tenant.spec.limits.max_concurrent_calls = max_concurrent_calls;
+    })
+    .await
+}
+
+/// [`seed_dental`] with the example's Tenant and Agent spec changed by
+/// `edit` before compiling.
+pub async fn seed_dental_with(
+    pool: &PgPool,
+    agent: &str,
+    number: &str,
+    display_name: &str,
+    edit: impl FnOnce(&mut Tenant, &mut AgentSpec),
+) -> Result<Seeded, TestkitError> {
     let mut example = dental_example()?;
-    example.tenant.spec.limits.max_concurrent_calls = max_concurrent_calls;
     let mut spec = example.agent.spec.clone();
     spec.display_name = Some(display_name.to_owned());
     spec.phone_numbers = vec![dialtone_crds::agent::PhoneNumber {
@@ -248,6 +262,7 @@ pub async fn seed_dental_limited(
     spec.providers.stt = builtin("builtin-stt");
     spec.providers.tts = builtin("builtin-tts");
     spec.providers.llm = builtin("builtin-llm");
+    edit(&mut example.tenant, &mut spec);
     let mut resource = Agent::new(agent, spec);
     resource.metadata.namespace = Some(NAMESPACE.to_owned());
     let input = CompileInput {

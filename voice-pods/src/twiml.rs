@@ -7,6 +7,10 @@
 pub const UNKNOWN_NUMBER_MESSAGE: &str =
     "Sorry, this number is not in service. Please check the number and try again. Goodbye.";
 
+/// What a caller hears when the number's Agent or Tenant is suspended.
+pub const SUSPENDED_MESSAGE: &str =
+    "Sorry, this service is temporarily unavailable. Please try again later. Goodbye.";
+
 /// Escapes text for an XML attribute value or element body.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -119,11 +119,13 @@ pub async fn voice(
     };
     // The routed Agent's telephony Provider holds the account's token; a
     // number that routes nowhere can only be checked against the platform's
-    // default account (decision 0020).
-    let token = config
-        .as_deref()
-        .and_then(|c| telephony_token(c, &pod.settings.credentials_dir))
-        .or_else(|| pod.settings.default_twilio_token.clone());
+    // default account (decision 0020). The platform's token never vouches
+    // for a number that routes to a tenant: a tenant whose Agent has no
+    // Twilio provider would otherwise answer calls from any account.
+    let token = match config.as_deref() {
+        Some(c) => telephony_token(c, &pod.settings.credentials_dir),
+        None => pod.settings.default_twilio_token.clone(),
+    };
     let Some(token) = token else {
         return reject(&pod, "no-token", Some(to));
     };
@@ -135,6 +137,10 @@ pub async fn voice(
         tracing::info!(to, "call to a number that routes nowhere");
         return xml(twiml::say_and_hang_up());
     };
+    if route.suspended {
+        tracing::info!(to, tenant = %route.tenant, "call to a suspended number");
+        return xml(twiml::say_then_hang_up(twiml::SUSPENDED_MESSAGE));
+    }
     let call_sid = param(&params, "CallSid").unwrap_or_default();
     let caller = param(&params, "From").unwrap_or_default();
     let claims = StreamClaims {

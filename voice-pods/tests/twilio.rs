@@ -10,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
 use dialtone_providers::twilio::signature;
+use dialtone_spine::routes;
 use dialtone_voice::testkit::{
     self, AUTH_TOKEN, DEFAULT_TOKEN, TestPod, random_number, random_suffix, seed_dental,
 };
@@ -246,6 +247,94 @@ async fn a_media_stream_call_plays_audio_takes_keys_and_records_everything() {
             .any(|c| c["component"] == "tts" && c["unit"] == "characters")
     );
     assert_eq!(events.last().unwrap().2["reason"], "hangup");
+    seeded.unroute(pod.pool()).await.unwrap();
+    pod.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_token_vouches_for_no_tenant_number() {
+    let Some(url) = testkit::database_or_skip("platform token") else {
+        return;
+    };
+    let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
+    let number = random_number();
+    let agent = format!("voice-notel-{}", random_suffix());
+    // The Agent has no telephony Provider, so no account vouches for it.
+    let seeded = testkit::seed_dental_with(pod.pool(), &agent, &number, "Mia", |_, spec| {
+        spec.providers.telephony = None;
+    })
+    .await
+    .unwrap();
+    let signed_url = format!("http://{}/twilio/voice", pod.addr);
+    let p = params(&number, "CAplatform");
+    for token in [DEFAULT_TOKEN, AUTH_TOKEN] {
+        let (status, twiml) = post(&pod, form(&p), Some(&signature(token, &signed_url, &p))).await;
+        assert_eq!(status, 403, "signed with {token}: {twiml}");
+    }
+    assert_eq!(pod.pod.metrics.rejections("no-token"), 2);
+    seeded.unroute(pod.pool()).await.unwrap();
+    pod.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_number_hears_the_suspended_message_and_stays_routed() {
+    let Some(url) = testkit::database_or_skip("suspended number") else {
+        return;
+    };
+    let pod = TestPod::start(&url, Duration::from_secs(5)).await.unwrap();
+    let number = random_number();
+    let agent = format!("voice-susp-{}", random_suffix());
+    let seeded = seed_dental(pod.pool(), &agent, &number, "Mia")
+        .await
+        .unwrap();
+    let held = routes::suspend(
+        pod.pool(),
+        testkit::NAMESPACE,
+        &agent,
+        std::slice::from_ref(&number),
+    )
+    .await
+    .unwrap();
+    assert_eq!(held, std::slice::from_ref(&number));
+    // Another Agent cannot take the number while it is suspended.
+    let other = routes::activate(
+        pod.pool(),
+        "someone-else",
+        "tenant-someone-else",
+        "thief",
+        std::slice::from_ref(&number),
+        &seeded.version.hash,
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.conflicts.len(), 1, "{other:?}");
+
+    let signed_url = format!("http://{}/twilio/voice", pod.addr);
+    let p = params(&number, "CAsuspended");
+    let good = signature(AUTH_TOKEN, &signed_url, &p);
+    let (status, twiml) = post(&pod, form(&p), Some(&good)).await;
+    assert_eq!(status, 200, "{twiml}");
+    assert!(twiml.contains("temporarily unavailable"), "{twiml}");
+    assert!(!twiml.contains("<Stream"), "{twiml}");
+    match tokio_tungstenite::connect_async(pod.call_url(&number, "+61400000009")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a text call to a suspended number: {other:?}"),
+    }
+
+    // Resuming routes calls to the Agent again.
+    routes::activate(
+        pod.pool(),
+        &seeded.version.config.tenant.name,
+        testkit::NAMESPACE,
+        &agent,
+        std::slice::from_ref(&number),
+        &seeded.version.hash,
+    )
+    .await
+    .unwrap();
+    let (status, twiml) = post(&pod, form(&p), Some(&good)).await;
+    assert_eq!(status, 200, "{twiml}");
+    assert!(twiml.contains("<Stream"), "{twiml}");
     seeded.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();
 }

@@ -259,31 +259,35 @@ async fn route(
 ) -> Result<(), Error> {
     let ns = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
-    let spec_numbers = &agent.spec.phone_numbers;
+    // Only numbers the platform granted the Tenant are routed; the others
+    // are reported and never reach `phone_routes`.
+    let (granted, refused) = grants(agent, tenant);
     if suspended {
-        routes::remove_agent(&ctx.db, &ns, &name).await?;
-        report.phone_numbers = spec_numbers
-            .iter()
-            .map(|p| status::number(&p.number, state::SUSPENDED, None))
-            .collect();
+        let held = routes::suspend(&ctx.db, &ns, &name, &granted).await?;
+        report.phone_numbers = refused;
+        report.phone_numbers.extend(granted.iter().map(|n| {
+            let why = if held.contains(n) {
+                "calls hear that the service is unavailable; the number stays with this Agent"
+            } else {
+                "not routed while suspended"
+            };
+            status::number(n, state::SUSPENDED, Some(why.to_owned()))
+        }));
         return Ok(());
     }
     let Some(target) = &choice.target else {
-        report.phone_numbers = spec_numbers
-            .iter()
-            .map(|p| {
-                status::number(
-                    &p.number,
-                    state::PENDING,
-                    Some("no config version has passed its smoke test yet".to_owned()),
-                )
-            })
-            .collect();
+        report.phone_numbers = refused;
+        report.phone_numbers.extend(granted.iter().map(|n| {
+            status::number(
+                n,
+                state::PENDING,
+                Some("no config version has passed its smoke test yet".to_owned()),
+            )
+        }));
         return Ok(());
     };
-    let numbers: Vec<String> = spec_numbers.iter().map(|p| p.number.clone()).collect();
     let activation =
-        routes::activate(&ctx.db, &tenant.name_any(), &ns, &name, &numbers, target).await?;
+        routes::activate(&ctx.db, &tenant.name_any(), &ns, &name, &granted, target).await?;
     if report.active_version.as_deref() != Some(target.as_str()) {
         if let Some(r) = report.history.iter_mut().find(|r| &r.hash == target) {
             r.activated = Some(stamp(now));
@@ -292,11 +296,36 @@ async fn route(
         report.active_version = Some(target.clone());
     }
     let previous = std::mem::take(&mut report.phone_numbers);
-    report.phone_numbers = bind_numbers(agent, &activation, telephony, &previous, ctx).await?;
+    report.phone_numbers = refused;
+    report
+        .phone_numbers
+        .extend(bind_numbers(agent, &activation, telephony, &previous, ctx).await?);
     Ok(())
 }
 
-/// Each number's state after activation, binding the routed ones.
+/// The Agent's numbers the Tenant was granted, and the status of the
+/// others.
+fn grants(agent: &Agent, tenant: &Tenant) -> (Vec<String>, Vec<PhoneNumberStatus>) {
+    let mut granted = Vec::new();
+    let mut refused = Vec::new();
+    for phone in &agent.spec.phone_numbers {
+        if tenant.spec.phone_numbers.contains(&phone.number) {
+            granted.push(phone.number.clone());
+        } else {
+            refused.push(status::number(
+                &phone.number,
+                state::NOT_GRANTED,
+                Some(format!(
+                    "not in Tenant {}'s spec.phoneNumbers; the platform grants numbers",
+                    tenant.name_any()
+                )),
+            ));
+        }
+    }
+    (granted, refused)
+}
+
+/// The state of each number activation saw, binding the routed ones.
 async fn bind_numbers(
     agent: &Agent,
     activation: &Activation,
@@ -325,7 +354,11 @@ async fn bind_numbers(
         .unwrap_or_default();
     let mut client = None;
     let mut out = Vec::new();
-    for phone in &agent.spec.phone_numbers {
+    let activated = agent.spec.phone_numbers.iter().filter(|p| {
+        activation.routed.contains(&p.number)
+            || activation.conflicts.iter().any(|c| c.number == p.number)
+    });
+    for phone in activated {
         if let Some(c) = activation
             .conflicts
             .iter()

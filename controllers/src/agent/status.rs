@@ -40,8 +40,11 @@ pub mod state {
     pub const BINDING_FAILED: &str = "BindingFailed";
     /// Another Agent holds the number.
     pub const CONFLICT: &str = "Conflict";
-    /// The Agent or its Tenant is suspended: not routed.
+    /// The Agent or its Tenant is suspended: calls hear the suspended
+    /// message; the number stays with the Agent.
     pub const SUSPENDED: &str = "Suspended";
+    /// The Tenant was not granted the number: not routed.
+    pub const NOT_GRANTED: &str = "NotGranted";
 }
 
 /// Truncates to [`MAX_MESSAGE`] bytes on a character boundary.
@@ -193,7 +196,7 @@ pub fn routed(
         return ConditionUpdate::falsy(
             ROUTED,
             "Suspended",
-            "suspended: the numbers are not routed",
+            "suspended: calls to the numbers hear that the service is unavailable",
         );
     }
     let Some(target) = target else {
@@ -220,6 +223,17 @@ pub fn routed(
             })
             .collect()
     };
+    let ungranted = list(state::NOT_GRANTED);
+    if !ungranted.is_empty() {
+        return ConditionUpdate::falsy(
+            ROUTED,
+            "PhoneNumberNotGranted",
+            truncate(format!(
+                "numbers the Tenant was not granted are not routed: {}",
+                ungranted.join(", ")
+            )),
+        );
+    }
     let conflicts = list(state::CONFLICT);
     if !conflicts.is_empty() {
         return ConditionUpdate::falsy(
@@ -594,6 +608,20 @@ mod tests {
         )];
         let r = routed(Some(V2), None, &failing, false);
         assert_eq!(r.reason, "TelephonyBindingFailed");
+        let ungranted = vec![
+            numbers[1].clone(),
+            number(
+                "+61290009999",
+                state::NOT_GRANTED,
+                Some("not in Tenant a's spec.phoneNumbers".into()),
+            ),
+        ];
+        let r = routed(Some(V2), None, &ungranted, false);
+        assert_eq!(
+            (r.status, r.reason.as_str()),
+            (false, "PhoneNumberNotGranted")
+        );
+        assert!(r.message.contains("+61290009999"), "{}", r.message);
         let r = routed(None, None, &[], false);
         assert_eq!(r.reason, "NoActiveVersion");
         let pin = PinError::NotFound("sha256:deadbeef".into());
