@@ -11,6 +11,9 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 
 /// Longest wait for one server message before a call counts as failed.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -89,6 +92,8 @@ pub struct Options {
     pub personas: Vec<Persona>,
     /// Seed of the callers' choices, for reproducible runs.
     pub seed: u64,
+    /// The tenant's call token, sent as `Authorization: Bearer`.
+    pub token: String,
 }
 
 /// SplitMix64: small, seedable, good enough to vary callers.
@@ -289,7 +294,8 @@ pub async fn run(options: &Options) -> Report {
             let rng = Rng(options.seed ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
             let from = format!("+614{:08}", i % 100_000_000);
             let url = call_url(&options.url, &options.to, &from);
-            async move { call(&url, persona, rng).await }
+            let token = options.token.as_str();
+            async move { call(&url, token, persona, rng).await }
         })
         .buffer_unordered(options.concurrency.max(1));
     let mut report = Report::default();
@@ -302,7 +308,7 @@ pub async fn run(options: &Options) -> Report {
 }
 
 /// One simulated call.
-async fn call(url: &str, persona: Persona, rng: Rng) -> CallResult {
+async fn call(url: &str, token: &str, persona: Persona, rng: Rng) -> CallResult {
     let mut result = CallResult {
         persona,
         outcome: None,
@@ -310,7 +316,7 @@ async fn call(url: &str, persona: Persona, rng: Rng) -> CallResult {
         latencies: Vec::new(),
         error: None,
     };
-    if let Err(e) = converse(url, persona, rng, &mut result).await {
+    if let Err(e) = converse(url, token, persona, rng, &mut result).await {
         result.error = Some(e);
     }
     result
@@ -368,11 +374,18 @@ impl Caller {
 
 async fn converse(
     url: &str,
+    token: &str,
     persona: Persona,
     mut rng: Rng,
     result: &mut CallResult,
 ) -> Result<(), String> {
-    let (mut socket, _) = connect_async(url)
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| format!("the URL {url}: {e}"))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| "the call token is not a valid header value".to_owned())?;
+    request.headers_mut().insert(AUTHORIZATION, bearer);
+    let (mut socket, _) = connect_async(request)
         .await
         .map_err(|e| format!("connecting: {e}"))?;
     let hang_up_at = 1 + rng.below(3);
@@ -518,6 +531,7 @@ mod tests {
             concurrency: 6,
             personas: Persona::ALL.to_vec(),
             seed: 42,
+            token: testkit::CALLS_TOKEN.to_owned(),
         };
         let report = run(&options).await;
         let text = report.render(&options);

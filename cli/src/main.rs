@@ -118,6 +118,24 @@ enum Command {
         /// Seed of the callers' choices.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The tenant's call token (the `token` key of the Secret
+        /// `dialtone-calls-token` in the tenant's namespace).
+        #[arg(long, env = "DIALTONE_CALLS_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Mint a short-lived widget token that opens text calls for a
+    /// tenant from a browser (`/v1/calls?token=…`), from the tenant's call
+    /// token. Prints the token.
+    WidgetToken {
+        /// The tenant's name.
+        #[arg(long)]
+        tenant: String,
+        /// The tenant's call token.
+        #[arg(long, env = "DIALTONE_CALLS_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Seconds the widget token stays valid (at most 3600).
+        #[arg(long, default_value_t = 600)]
+        ttl: i64,
     },
     /// Place one phone call in audio to a voice pod, as Twilio would: a
     /// signed voice webhook, then real-time µ-law over Media Streams; the
@@ -270,6 +288,7 @@ fn main() -> ExitCode {
             concurrency,
             personas,
             seed,
+            token,
         } => run_loadtest(loadtest::Options {
             url,
             to,
@@ -277,7 +296,9 @@ fn main() -> ExitCode {
             concurrency,
             personas,
             seed,
+            token,
         }),
+        Command::WidgetToken { tenant, token, ttl } => widget_token(&tenant, &token, ttl),
         Command::Call {
             url,
             to,
@@ -345,6 +366,23 @@ fn run_loadtest(options: loadtest::Options) -> Result<bool, CliError> {
     let report = runtime.block_on(loadtest::run(&options));
     print!("{}", report.render(&options));
     Ok(report.errors() == 0)
+}
+
+fn widget_token(tenant: &str, token: &str, ttl: i64) -> Result<bool, CliError> {
+    use dialtone_spine::call_tokens::{MAX_WIDGET_TTL_SECONDS, TENANT_PREFIX, mint_widget};
+    if !(1..=MAX_WIDGET_TTL_SECONDS).contains(&ttl) {
+        return Err(CliError::Usage(format!(
+            "--ttl must be 1 to {MAX_WIDGET_TTL_SECONDS} seconds"
+        )));
+    }
+    if !token.starts_with(TENANT_PREFIX) {
+        return Err(CliError::Usage(format!(
+            "the call token must be the tenant's ({TENANT_PREFIX}…), from the Secret dialtone-calls-token"
+        )));
+    }
+    let expires = chrono::Utc::now().timestamp() + ttl;
+    println!("{}", mint_widget(token, tenant, expires));
+    Ok(true)
 }
 
 fn run_call(

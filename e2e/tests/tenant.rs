@@ -8,7 +8,8 @@ use dialtone_e2e::*;
 
 const RECONCILES: &str = "dialtone_reconciles_total";
 const TENANT: &str = "controller=\"tenant\"";
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
+use dialtone_spine::call_tokens;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -158,6 +159,59 @@ async fn tenant_gets_namespace_children_and_ready() -> Result<()> {
     );
     assert!(body.contains("dialtone_leader 1"));
 
+    // The call token: issued into a Secret, its digest stored; deleting the
+    // Secret rotates it, and the old one keeps working for the grace hour.
+    let db = database().await?;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &ns);
+    let first = calls_token(&secrets).await?;
+    assert!(first.starts_with(call_tokens::TENANT_PREFIX), "{first}");
+    assert_eq!(
+        call_tokens::tenant_of(&db, &call_tokens::digest(&first)).await?,
+        Some(name.clone())
+    );
+    secrets
+        .delete("dialtone-calls-token", &DeleteParams::default())
+        .await?;
+    let rotated = wait_for(Duration::from_secs(30), || {
+        let secrets = secrets.clone();
+        let first = first.clone();
+        async move {
+            Ok(match secrets.get_opt("dialtone-calls-token").await? {
+                Some(_) => calls_token(&secrets).await? != first,
+                None => false,
+            })
+        }
+    })
+    .await;
+    assert!(
+        rotated.is_ok(),
+        "the Secret was not issued again: {rotated:?}"
+    );
+    let second = calls_token(&secrets).await?;
+    wait_for(Duration::from_secs(30), || {
+        let db = db.clone();
+        let second = second.clone();
+        async move {
+            Ok(call_tokens::tenant_of(&db, &call_tokens::digest(&second))
+                .await?
+                .is_some())
+        }
+    })
+    .await?;
+    let old_expires: Option<bool> = sqlx::query_scalar(
+        "SELECT expires_at BETWEEN now() + interval '50 minutes' AND now() + interval '61 minutes' \
+         FROM call_tokens WHERE token_sha256 = $1",
+    )
+    .bind(call_tokens::digest(&first).as_slice())
+    .fetch_one(&db)
+    .await?;
+    assert_eq!(old_expires, Some(true), "the old token expires in an hour");
+    assert_eq!(
+        call_tokens::tenant_of(&db, &call_tokens::digest(&first)).await?,
+        Some(name.clone()),
+        "the old token works during the grace"
+    );
+
     tenants.delete(&name, &DeleteParams::default()).await?;
     wait_for(Duration::from_secs(60), || {
         let tenants = tenants.clone();
@@ -165,7 +219,23 @@ async fn tenant_gets_namespace_children_and_ready() -> Result<()> {
         async move { Ok(tenants.get_opt(&name).await?.is_none()) }
     })
     .await?;
+    // A deleted Tenant's tokens open nothing.
+    assert_eq!(
+        call_tokens::keys_of(&db, &name).await?,
+        Vec::<[u8; 32]>::new()
+    );
     Ok(())
+}
+
+/// The token in the tenant's `dialtone-calls-token` Secret.
+async fn calls_token(secrets: &Api<Secret>) -> Result<String> {
+    let secret = secrets.get("dialtone-calls-token").await?;
+    let bytes = secret
+        .data
+        .and_then(|d| d.get("token").cloned())
+        .map(|b| b.0)
+        .unwrap_or_default();
+    Ok(String::from_utf8(bytes)?)
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ pub mod phrasebook;
 pub mod template;
 pub mod testcall;
 pub mod validate;
+pub mod vocabulary;
 pub mod workflow;
 
 pub use config::{

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{CompiledConfig, CompiledObjective};
 use crate::hours::Hours;
 use crate::phrasebook;
-use crate::validate::slot_refs;
+use crate::vocabulary::slot_refs;
 
 /// Parsed values at or above this confidence are accepted without a
 /// read-back (under `confirm: onLowConfidence`); the capture crate documents
@@ -221,26 +221,8 @@ pub enum Event {
     },
 }
 
-/// Every event type name, as written in test expectations.
-pub const EVENT_TYPES: &[&str] = &[
-    "appointmentRequested",
-    "bargeIn",
-    "callStarted",
-    "captureFailed",
-    "escalation",
-    "objectiveCompleted",
-    "objectiveFailed",
-    "repairAttempted",
-    "silenceReprompted",
-    "slotCaptured",
-    "slotConfirmed",
-    "slotRejected",
-    "slotSkipped",
-    "workflowResult",
-];
-
 impl Event {
-    /// The type name, as in [`EVENT_TYPES`].
+    /// The type name, as in [`EVENT_TYPES`](crate::vocabulary::EVENT_TYPES).
     pub fn type_name(&self) -> &'static str {
         match self {
             Event::CallStarted { .. } => "callStarted",

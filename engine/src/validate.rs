@@ -13,9 +13,9 @@ use dialtone_crds::objective::{
 };
 use dialtone_crds::tenant::TenantSpec;
 
-use crate::machine::EVENT_TYPES;
 use crate::phrasebook;
 use crate::template::{Origin, expand};
+use crate::vocabulary::{EVENT_TYPES, slot_refs};
 
 /// What kind of problem a validation error is; its [`reason`](Self::reason)
 /// is the CamelCase condition reason the operator writes into status.
@@ -834,14 +834,6 @@ fn slot_uses(step: &Step) -> Vec<(String, String)> {
         }
     }
     uses
-}
-
-/// The slot names referenced as `{{slots.name}}` in a parameter value.
-pub(crate) fn slot_refs(value: &str) -> impl Iterator<Item = &str> {
-    value.split("{{").skip(1).filter_map(|part| {
-        let inner = part.split("}}").next()?.trim();
-        inner.strip_prefix("slots.")
-    })
 }
 
 /// Forward must-analysis over the DAG: a slot is available at a step when

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use dialtone_crds::objective::{Primitive, TransferMode};
-use dialtone_engine::machine::EVENT_TYPES;
+use dialtone_engine::vocabulary::EVENT_TYPES;
 use dialtone_engine::{Event, Input, Output};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

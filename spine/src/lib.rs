@@ -10,7 +10,9 @@
 //! * [`storable`]: text PostgreSQL can store (no NUL).
 //! * [`versions`], [`routes`]: config versions and phone routing.
 //! * [`campaigns`]: campaign plans, leads and dial attempts.
+//! * [`call_tokens`]: the tokens that open text calls, per tenant.
 
+pub mod call_tokens;
 pub mod campaigns;
 pub mod db;
 pub mod event;

@@ -8,10 +8,11 @@ use std::sync::atomic::Ordering;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dialtone_engine::config::CompiledConfig;
+use dialtone_spine::call_tokens::{self, Presented};
 use dialtone_spine::event::{Channel, Direction};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 use crate::drain::{CallGuard, Refused};
 use crate::pod::Pod;
 use crate::session::{CallMeta, Pinned};
+use crate::store::StoreError;
 use crate::{media_call, text_call, twiml, webhook};
 
 /// Largest Media Streams message read: a 20 ms frame is about 400 bytes
@@ -118,6 +120,41 @@ pub struct CallQuery {
     pub to: String,
     /// The caller's number, E.164.
     pub from: Option<String>,
+    /// A widget token, for clients that cannot set `Authorization`
+    /// (browsers opening a WebSocket).
+    pub token: Option<String>,
+}
+
+/// The tenant the request's call token (`Authorization: Bearer`, else the
+/// `token` query parameter) opens calls for; `None` when it is missing,
+/// malformed, unknown or expired.
+async fn authorize(
+    pod: &Pod,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<Option<String>, StoreError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = bearer.or(query_token) else {
+        return Ok(None);
+    };
+    match call_tokens::parse(token, chrono::Utc::now().timestamp()) {
+        Err(_) => Ok(None),
+        // URLs end up in logs and browser history: the long-lived tenant
+        // token is taken from the header only.
+        Ok(Presented::Tenant(_)) if bearer.is_none() => Ok(None),
+        Ok(Presented::Tenant(digest)) => pod.store.token_tenant(&digest).await,
+        Ok(Presented::Widget(widget)) => {
+            let keys = pod.store.token_keys(&widget.tenant).await?;
+            Ok(keys
+                .iter()
+                .any(|k| widget.signed_with(k))
+                .then(|| widget.tenant.clone()))
+        }
+    }
 }
 
 /// A `+` left unescaped in a query string arrives as a space; an E.164
@@ -132,15 +169,35 @@ pub fn e164(raw: &str) -> String {
 async fn text_socket(
     State(pod): State<Arc<Pod>>,
     Query(query): Query<CallQuery>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if pod.drain.draining() {
         return unavailable("draining");
     }
+    // The token first: an outsider learns nothing, not even which numbers
+    // route somewhere.
+    let tenant = match authorize(&pod, &headers, query.token.as_deref()).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            pod.metrics.rejected("calls-token");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "a call token of the number's tenant is required (Authorization: Bearer, or ?token=)\n",
+            )
+                .into_response();
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read call tokens");
+            return unavailable("authorization unavailable");
+        }
+    };
     let to = e164(&query.to);
     let route = match pod.store.route(&to).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
+        // Another tenant's number looks exactly like one that routes nowhere.
+        Ok(Some(r)) if r.tenant == tenant => r,
+        Ok(_) => {
             return (StatusCode::NOT_FOUND, format!("no agent answers {to}\n")).into_response();
         }
         Err(err) => {

@@ -82,7 +82,6 @@ pub struct CallContext {
 pub struct CallSession<'c> {
     engine: &'c Engine<'c>,
     config: &'c CompiledConfig,
-    hash: &'c str,
     ctx: CallContext,
     call_id: Uuid,
     tenant: String,
@@ -128,7 +127,6 @@ impl<'c> CallSession<'c> {
         let mut session = Self {
             engine,
             config,
-            hash: &pinned.hash,
             ctx,
             call_id: meta.call_id,
             tenant: config.tenant.name.clone(),
@@ -168,11 +166,6 @@ impl<'c> CallSession<'c> {
     /// The pinned config.
     pub fn config(&self) -> &'c CompiledConfig {
         self.config
-    }
-
-    /// The pinned config version's hash.
-    pub fn config_version(&self) -> &'c str {
-        self.hash
     }
 
     /// Whether the engine has ended or transferred the call.

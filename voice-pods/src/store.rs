@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use dialtone_engine::CompiledConfig;
+use dialtone_spine::call_tokens::{self, TokenDigest, TokenError};
 use dialtone_spine::routes::{self, Route, RouteError};
 use dialtone_spine::versions::{self, VersionError};
 use sqlx::PgPool;
@@ -18,6 +19,9 @@ pub enum StoreError {
     /// Reading the route failed.
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// Reading call tokens failed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
     /// Reading or verifying the version failed.
     #[error(transparent)]
     Version(#[from] VersionError),
@@ -69,6 +73,20 @@ impl Store {
             .map_err(StoreError::Ping)?;
         self.answered();
         Ok(())
+    }
+
+    /// The tenant a valid tenant token opens calls for.
+    pub async fn token_tenant(&self, token: &TokenDigest) -> Result<Option<String>, StoreError> {
+        let tenant = call_tokens::tenant_of(&self.pool, token).await?;
+        self.answered();
+        Ok(tenant)
+    }
+
+    /// The digests of the tenant's valid tokens.
+    pub async fn token_keys(&self, tenant: &str) -> Result<Vec<TokenDigest>, StoreError> {
+        let keys = call_tokens::keys_of(&self.pool, tenant).await?;
+        self.answered();
+        Ok(keys)
     }
 
     /// The route of `number`, if it has one.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use dialtone_crds::agent::{AgentSpec, ProviderRef};
 use dialtone_crds::{Agent, Objective, Provider, Tenant};
 use dialtone_engine::{CompileInput, ConfigVersion, compile};
+use dialtone_spine::call_tokens::{self, TokenError};
 use dialtone_spine::routes::{self, RouteError};
 use dialtone_spine::versions::{self, VersionError};
 use serde::Deserialize;
@@ -29,6 +30,10 @@ pub const STREAM_SECRET: &str = "test-stream-secret-0123456789";
 pub const AUTH_TOKEN: &str = "test-auth-token-not-a-secret";
 /// The platform default Twilio token of test pods.
 pub const DEFAULT_TOKEN: &str = "test-platform-default-token";
+/// The dental example's Tenant.
+pub const DENTAL_TENANT: &str = "harbour-dental";
+/// The call token the seeded Tenant's text calls present.
+pub const CALLS_TOKEN: &str = "dtc_test-calls-token-of-the-dental-example";
 /// The dental example's namespace.
 pub const NAMESPACE: &str = "tenant-harbour-dental";
 
@@ -50,6 +55,9 @@ pub enum TestkitError {
     /// Routing the number.
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// Storing the call token.
+    #[error(transparent)]
+    Token(#[from] TokenError),
     /// Connecting.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -275,6 +283,7 @@ pub async fn seed_dental_with(
     let version = compile(&input).map_err(|e| TestkitError::Compile(e.to_string()))?;
     let tenant = version.config.tenant.name.clone();
     versions::put(pool, &version, &tenant, NAMESPACE, agent).await?;
+    issue_calls_token(pool).await?;
     routes::activate(
         pool,
         &tenant,
@@ -289,6 +298,34 @@ pub async fn seed_dental_with(
         agent: agent.to_owned(),
         version,
     })
+}
+
+/// Stores [`CALLS_TOKEN`] as the dental Tenant's call token, with a day's
+/// grace for a token an operator issued to the same Tenant.
+pub async fn issue_calls_token(pool: &PgPool) -> Result<(), TestkitError> {
+    call_tokens::issue(
+        pool,
+        DENTAL_TENANT,
+        &call_tokens::digest(CALLS_TOKEN),
+        Duration::from_secs(86_400),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `ws://<addr>/v1/calls?to=…&from=…&token=…` (the `+` escaped), with a
+/// widget token of the seeded Tenant valid for 50 minutes.
+pub fn call_url(addr: &str, to: &str, from: &str) -> String {
+    let widget = call_tokens::mint_widget(
+        CALLS_TOKEN,
+        DENTAL_TENANT,
+        chrono::Utc::now().timestamp() + 3_000,
+    );
+    format!(
+        "ws://{addr}/v1/calls?to={}&from={}&token={widget}",
+        to.replace('+', "%2B"),
+        from.replace('+', "%2B")
+    )
 }
 
 /// A scratch directory under the system temp dir, with the credentials
@@ -384,14 +421,10 @@ impl TestPod {
         self.pod.store.pool()
     }
 
-    /// `ws://…/v1/calls?to=…&from=…` (the `+` escaped).
+    /// `ws://…/v1/calls?to=…&from=…&token=…` (the `+` escaped), with a
+    /// widget token of the seeded Tenant.
     pub fn call_url(&self, to: &str, from: &str) -> String {
-        format!(
-            "ws://{}/v1/calls?to={}&from={}",
-            self.addr,
-            to.replace('+', "%2B"),
-            from.replace('+', "%2B")
-        )
+        call_url(&self.addr.to_string(), to, from)
     }
 
     /// Drains and stops the pod, flushing its events.
@@ -410,5 +443,16 @@ impl TestPod {
         };
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_names_the_dental_examples_tenant() {
+        let example = dental_example().unwrap();
+        assert_eq!(example.tenant.metadata.name.as_deref(), Some(DENTAL_TENANT));
     }
 }

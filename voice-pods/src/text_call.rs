@@ -125,7 +125,6 @@ async fn converse(
 ) -> CloseReason {
     let started = ServerMessage::Started {
         call_id: session.call_id().to_string(),
-        config_version: session.config_version().to_owned(),
     };
     if send(socket, &started).await.is_err() || deliver(socket, session, &opening).await.is_err() {
         session.input(Input::Hangup, None);

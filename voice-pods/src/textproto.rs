@@ -47,8 +47,6 @@ pub enum ServerMessage {
     Started {
         /// The call's id in the event spine.
         call_id: String,
-        /// The config version pinned for the call.
-        config_version: String,
     },
     /// The agent says something.
     Say {
@@ -142,10 +140,9 @@ mod tests {
         assert_eq!(
             ServerMessage::Started {
                 call_id: "c".to_owned(),
-                config_version: "sha256:x".to_owned()
             }
             .to_json(),
-            r#"{"type":"started","callId":"c","configVersion":"sha256:x"}"#
+            r#"{"type":"started","callId":"c"}"#
         );
         assert_eq!(
             ServerMessage::Say {

@@ -66,10 +66,7 @@ async fn sigterm_drains_calls_flushes_events_and_exits_cleanly() {
     let logs = || std::fs::read_to_string(dir.join("pod.log")).unwrap_or_default();
     assert!(up, "the pod never became ready:\n{}", logs());
 
-    let call_url = format!(
-        "ws://{base}/v1/calls?to={}&from=%2B61400000005",
-        number.replace('+', "%2B")
-    );
+    let call_url = testkit::call_url(&base, &number, "+61400000005");
     let mut finishing = connect(&call_url).await;
     let mut lingering = connect(&call_url).await;
     let mut a = Transcript::default();

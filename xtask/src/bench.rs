@@ -10,9 +10,9 @@ use std::process::Command;
 use anyhow::Result;
 
 use crate::cmd;
+use crate::cmd::cargo;
 use crate::paths;
 use crate::steps::{self, Step};
-use crate::test::cargo;
 use crate::testenv::{self, Env};
 
 /// `cargo run --release -p <package> --example <example>` in the test

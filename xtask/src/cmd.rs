@@ -1,11 +1,17 @@
 //! Small helpers: running commands, waiting for conditions, loopback probes.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+/// `cargo`, as the one running us.
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
+}
 
 /// What `cargo metadata` says of the workspace that we use.
 #[derive(serde::Deserialize)]
@@ -22,11 +28,12 @@ pub struct Package {
 
 /// `cargo metadata` of the workspace at `root` (its own packages only).
 pub fn cargo_metadata(root: &std::path::Path) -> Result<Metadata> {
-    let json = output(crate::test::cargo().current_dir(root).args([
-        "metadata",
-        "--format-version=1",
-        "--no-deps",
-    ]))?;
+    let json =
+        output(
+            cargo()
+                .current_dir(root)
+                .args(["metadata", "--format-version=1", "--no-deps"]),
+        )?;
     serde_json::from_str(&json).context("parsing `cargo metadata`")
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use std::process::Command;
 
-use crate::cmd;
+use crate::cmd::{self, cargo};
 use crate::dashboards;
 use crate::demo_audio;
 use crate::demo_calls;
@@ -21,9 +21,8 @@ use crate::demo_limits;
 use crate::demo_workflows;
 use crate::paths;
 use crate::steps::{self, Step};
-use crate::test::{cargo, install_crds};
 use crate::testenv::build::{self, Tool};
-use crate::testenv::{self, Env, run};
+use crate::testenv::{self, Env, install_crds, run};
 
 const OPERATOR: &str = "dialtone-operator";
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -188,7 +187,12 @@ pub fn run(keep: bool) -> Result<()> {
             || demo_workflows::start_workers(&env()?, &target_dir(&root)?, *voice_port.borrow()),
         ),
         Step::new("simulated calls to every routed number", || {
-            demo_calls::place_calls(&target_dir(&root)?, *voice_port.borrow(), &routes.borrow())
+            demo_calls::place_calls(
+                &env()?,
+                &target_dir(&root)?,
+                *voice_port.borrow(),
+                &routes.borrow(),
+            )
         }),
         Step::new("the calls and their events", || {
             let call = demo_calls::show_calls(&env()?, &routes.borrow(), since)?;
@@ -229,11 +233,17 @@ pub fn run(keep: bool) -> Result<()> {
             || demo_audio::show(&env()?, &target_dir(&root)?, *voice_port.borrow()),
         ),
         Step::new(
-            "a hostile client: forged stream, 50 MB frame, 1,000 idle sockets",
+            "a hostile client: forged stream, no call token, 50 MB frame, 1,000 idle sockets",
             || {
                 let routes = routes.borrow();
-                let (number, ..) = routes.first().context("no routed number")?;
-                demo_limits::show(*voice_port.borrow(), *voice_metrics_port.borrow(), number)
+                let (number, namespace, ..) = routes.first().context("no routed number")?;
+                let token = demo_calls::calls_token(&env()?, namespace)?;
+                demo_limits::show(
+                    *voice_port.borrow(),
+                    *voice_metrics_port.borrow(),
+                    number,
+                    &token,
+                )
             },
         ),
         Step::new(

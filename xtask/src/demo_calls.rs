@@ -164,26 +164,54 @@ pub fn dialtone(target: &Path) -> Result<Command> {
     Ok(Command::new(program))
 }
 
-/// A few simulated callers per routed number, with `dialtone loadtest`.
-pub fn place_calls(target: &Path, port: u16, routes: &[Route]) -> Result<()> {
+/// The call token the operator issued to the tenant of `namespace` (the
+/// Secret `dialtone-calls-token`).
+pub fn calls_token(env: &Env, namespace: &str) -> Result<String> {
+    use base64::Engine as _;
+    let encoded = cmd::output(env.kubectl()?.args([
+        "get",
+        "secret",
+        "dialtone-calls-token",
+        "--namespace",
+        namespace,
+        "--output=jsonpath={.data.token}",
+    ]))
+    .with_context(|| format!("reading the call token of {namespace}"))?;
+    let token = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .with_context(|| format!("the call token of {namespace} is not base64"))?;
+    String::from_utf8(token).with_context(|| format!("the call token of {namespace} is not text"))
+}
+
+/// A few simulated callers per routed number, with `dialtone loadtest` and
+/// the number's tenant's call token.
+pub fn place_calls(env: &Env, target: &Path, port: u16, routes: &[Route]) -> Result<()> {
     for (number, namespace, agent, _) in routes {
-        println!("\ncalling {number} ({namespace}/{agent})");
-        loadtest(target, port, number, "cooperative,confused,hangup")?;
+        println!(
+            "\ncalling {number} ({namespace}/{agent}) with the token of Secret {namespace}/dialtone-calls-token"
+        );
+        let token = calls_token(env, namespace)?;
+        loadtest(target, port, number, &token, "cooperative,confused,hangup")?;
     }
     Ok(())
 }
 
 /// Three simulated text callers of `personas` to `number` at once, with
 /// `dialtone loadtest` against the voice pod on `port`.
-pub fn loadtest(target: &Path, port: u16, number: &str, personas: &str) -> Result<()> {
-    cmd::run(dialtone(target)?.args([
-        "loadtest",
-        &format!("--url=ws://127.0.0.1:{port}"),
-        &format!("--to={number}"),
-        "--calls=3",
-        "--concurrency=3",
-        &format!("--personas={personas}"),
-    ]))
+pub fn loadtest(target: &Path, port: u16, number: &str, token: &str, personas: &str) -> Result<()> {
+    cmd::run(
+        dialtone(target)?
+            .args([
+                "loadtest",
+                &format!("--url=ws://127.0.0.1:{port}"),
+                &format!("--to={number}"),
+                "--calls=3",
+                "--concurrency=3",
+                &format!("--personas={personas}"),
+            ])
+            // Not in argv, where every process on the machine can read it.
+            .env("DIALTONE_CALLS_TOKEN", token),
+    )
 }
 
 /// The calls the demo placed, as the `calls` projection has them, and the

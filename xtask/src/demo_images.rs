@@ -213,7 +213,8 @@ pub fn voice(env: &Env, target: &Path, images: &[Built], number: &str) -> Result
         "signed webhook for {number} ({namespace}): {status}, TwiML {}",
         twiml.trim()
     );
-    crate::demo_calls::loadtest(target, port, number, "cooperative")
+    let calls_token = crate::demo_calls::calls_token(env, &namespace)?;
+    crate::demo_calls::loadtest(target, port, number, &calls_token, "cooperative")
         .context("text calls to the voice container")?;
     container.running()?;
     let stopped = container.stop(Duration::from_secs(20))?;

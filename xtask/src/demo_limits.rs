@@ -1,6 +1,7 @@
 //! The demo's hostile client: what the voice pod refuses so that one
 //! client cannot exhaust a pod every tenant shares (decision 0027). A
-//! forged media stream gets 401 before any WebSocket exists, a 50 MB frame
+//! forged media stream gets 401 before any WebSocket exists, so does a text
+//! call without its tenant's call token (decision 0032), a 50 MB frame
 //! closes its socket, a flood of idle connections leaves the pod serving,
 //! and the pod's counters show each refusal.
 
@@ -19,14 +20,17 @@ fn connect(port: u16) -> Result<TcpStream> {
     Ok(stream)
 }
 
-/// A WebSocket upgrade request for `path`; returns the stream and the
-/// response's status line.
-fn upgrade(port: u16, path: &str) -> Result<(TcpStream, String)> {
+/// A WebSocket upgrade request for `path`, with `token` as its bearer;
+/// returns the stream and the response's status line.
+fn upgrade(port: u16, path: &str, token: Option<&str>) -> Result<(TcpStream, String)> {
     let mut stream = connect(port)?;
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ZGlhbHRvbmUtZGVtby1rZXk=\r\n\r\n"
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ZGlhbHRvbmUtZGVtby1rZXk=\r\n{authorization}\r\n"
     )?;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -65,8 +69,8 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
     false
 }
 
-pub fn show(port: u16, metrics_port: u16, number: &str) -> Result<()> {
-    let (_, status) = upgrade(port, "/twilio/media/forged.1.AAAA")?;
+pub fn show(port: u16, metrics_port: u16, number: &str, token: &str) -> Result<()> {
+    let (_, status) = upgrade(port, "/twilio/media/forged.1.AAAA", None)?;
     println!("a media stream with a forged ticket: {status} (no WebSocket opened)");
     if !status.contains(" 401 ") {
         bail!("a forged stream ticket must get 401 before the upgrade, got {status:?}");
@@ -76,7 +80,17 @@ pub fn show(port: u16, metrics_port: u16, number: &str) -> Result<()> {
         "/v1/calls?to={}&from=%2B61400000999",
         number.replace('+', "%2B")
     );
-    let (mut socket, status) = upgrade(port, &path)?;
+    let (_, status) = upgrade(port, &path, None)?;
+    println!("a text call without the tenant's call token: {status}");
+    if !status.contains(" 401 ") {
+        bail!("a text call without a token must get 401, got {status:?}");
+    }
+    let (_, status) = upgrade(port, &path, Some("dtc_guessed-by-an-outsider"))?;
+    println!("a text call with a guessed token: {status}");
+    if !status.contains(" 401 ") {
+        bail!("a text call with a guessed token must get 401, got {status:?}");
+    }
+    let (mut socket, status) = upgrade(port, &path, Some(token))?;
     if !status.contains(" 101 ") {
         bail!("the text call was not upgraded: {status:?}");
     }
@@ -118,6 +132,7 @@ pub fn show(port: u16, metrics_port: u16, number: &str) -> Result<()> {
     let metrics = get(metrics_port, "/metrics")?;
     for line in metrics.lines().filter(|l| {
         l.starts_with("dialtone_voice_signature_rejections_total{reason=\"stream-token\"}")
+            || l.starts_with("dialtone_voice_signature_rejections_total{reason=\"calls-token\"}")
             || l.starts_with("dialtone_voice_calls_refused_total")
             || l.starts_with("dialtone_voice_connections_shed_total")
     }) {

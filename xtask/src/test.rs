@@ -1,14 +1,13 @@
 //! `cargo xtask test`: the one command that runs every check and test.
 
 use std::cell::RefCell;
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd;
+use crate::cmd::{self, cargo};
 use crate::paths;
 use crate::steps::{self, Step};
 use crate::testenv::build::{self, Tool};
@@ -32,11 +31,6 @@ const HEALTH_SCRIPT_ROOTS: [&str; 2] = ["charts", "docs"];
 
 pub fn is_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
-}
-
-/// `cargo`, as the one running us.
-pub fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")))
 }
 
 /// Runs every step, less those `skip` names; when `only` is not empty, just
@@ -114,7 +108,7 @@ pub fn run(down_after: bool, skip: &[String], only: &[String]) -> Result<()> {
         }),
         Step::new("install CRDs", || {
             let env = up_env()?;
-            install_crds(&env, &root)
+            testenv::install_crds(&env, &root)
         }),
         Step::new("helm lint", || {
             let (helm, _) = build::ensure(Tool::Helm)?;
@@ -329,40 +323,4 @@ fn find_health_scripts(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Installs the chart's CRDs into the test apiserver.
-pub fn install_crds(env: &Env, root: &Path) -> Result<()> {
-    let crds = root.join("charts").join("dialtone").join("crds");
-    let has_crds = fs::read_dir(&crds)
-        .map(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.path().extension().is_some_and(|ext| ext == "yaml"))
-        })
-        .unwrap_or(false);
-    if !has_crds {
-        bail!(
-            "no CRDs in {} (run `cargo run -p dialtone-crds --bin crdgen`)",
-            crds.display()
-        );
-    }
-    cmd::run(
-        env.kubectl()?
-            .args([
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=dialtone-xtask",
-                "-f",
-            ])
-            .arg(&crds),
-    )?;
-    cmd::run(env.kubectl()?.args([
-        "wait",
-        "--for=condition=Established",
-        "crd",
-        "--all",
-        "--timeout=60s",
-    ]))
 }

@@ -789,3 +789,11 @@ fn pod_template(
         }),
     }
 }
+
+/// The Agent as the controlling owner of a child, which the garbage
+/// collector removes with it.
+pub fn owner_ref(agent: &dialtone_crds::Agent) -> OwnerReference {
+    let mut owner = kube::Resource::controller_owner_ref(agent, &()).unwrap_or_default();
+    owner.block_owner_deletion = Some(true);
+    owner
+}

@@ -16,7 +16,7 @@ use dialtone_spine::versions;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use super::provision::{delete_config_maps, provision, ssa};
 use super::resolve::{self, Resolved};
@@ -187,7 +187,7 @@ async fn admit(
         }
         None => {
             versions::put(&ctx.db, version, &tenant.name_any(), &ns, &name).await?;
-            let owner = owner_ref(agent);
+            let owner = build::owner_ref(agent);
             let cm = build::config_map(version, &tenant.name_any(), &ns, &name, owner);
             ssa(
                 &Api::<ConfigMap>::namespaced(ctx.shared.client.clone(), &ns),
@@ -232,16 +232,6 @@ pub fn test_calls<'a>(
                 .map(|o| (r.name.as_str(), o.spec.tests.as_slice()))
         })
         .collect()
-}
-
-/// The Agent as the controlling owner of a child, which the garbage
-/// collector removes with it.
-pub(super) fn owner_ref(
-    agent: &Agent,
-) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-    let mut owner = agent.controller_owner_ref(&()).unwrap_or_default();
-    owner.block_owner_deletion = Some(true);
-    owner
 }
 
 /// Moves the numbers to the chosen version (or removes them while

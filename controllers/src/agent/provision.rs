@@ -22,7 +22,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::names::{configmap_name, short_version, voice_name};
-use super::pipeline::owner_ref;
 use super::resolve::{self, Resolved};
 use super::status::{self, Report};
 use super::{Context, Error, FIELD_MANAGER, build};
@@ -101,7 +100,7 @@ pub(super) async fn provision(
                 &mounts,
                 &ctx.settings.voice,
                 VOICE_SA,
-                owner_ref(agent),
+                build::owner_ref(agent),
             ) {
                 Ok(c) => c,
                 Err(e) => {

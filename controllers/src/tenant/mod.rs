@@ -1,5 +1,6 @@
 //! The Tenant controller: a namespace with quota, limits, network policies,
-//! a ServiceAccount and RBAC per Tenant; status last.
+//! a ServiceAccount and RBAC per Tenant, and the tenant's call token
+//! ([`calls_token`]); status last.
 //!
 //! A cluster-scoped Tenant cannot own namespaced children by owner
 //! reference, so every child carries the labels
@@ -16,6 +17,7 @@
 //! workers, which stop taking new calls.
 
 pub mod build;
+pub mod calls_token;
 pub mod status;
 
 use std::collections::hash_map::DefaultHasher;
@@ -28,7 +30,7 @@ use crate::events::{EventRecorder, EventType};
 use dialtone_crds::common::READY;
 use dialtone_crds::{Tenant, TenantStatus};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Secret, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, PartialObjectMeta, Patch, PatchParams};
@@ -47,6 +49,7 @@ use crate::runtime::{
     shutdown_future, timed,
 };
 use crate::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL};
+use dialtone_spine::call_tokens;
 
 /// The controller's name in metrics and logs.
 pub const CONTROLLER: &str = "tenant";
@@ -94,6 +97,9 @@ pub enum Error {
     /// The namespace came back during cleanup.
     #[error("namespace {0} still exists")]
     NamespaceStillPresent(String),
+    /// Keeping the tenant's call token failed.
+    #[error(transparent)]
+    CallsToken(#[from] calls_token::CallsTokenError),
     /// Adding or removing the finalizer failed, or a stage under it.
     #[error("{0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
@@ -108,6 +114,7 @@ impl Error {
             Error::Delete { .. } => "DeleteFailed",
             Error::Status(_) => "StatusWriteFailed",
             Error::NamespaceStillPresent(_) => "NamespaceStillPresent",
+            Error::CallsToken(_) => "CallsTokenFailed",
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
                     e.category()
@@ -147,6 +154,15 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
+    // The call-token Secrets only: deleting one rotates the token at once.
+    let token_secrets = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default()
+            .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
+            .fields(&format!("metadata.name={}", calls_token::SECRET)),
+    )
+    .default_backoff()
+    .touched_objects();
 
     mark_synced(store.clone(), synced);
 
@@ -159,6 +175,7 @@ pub async fn run(
     });
     let controller = Controller::for_stream(tenants, store)
         .watches_stream(namespaces, tenant_of_namespace)
+        .watches_stream(token_secrets, tenant_of_secret)
         .reconcile_all_on(shared.leadership.gained())
         .graceful_shutdown_on(shutdown_future(&shared.shutdown))
         .with_config(Config::default().concurrency(shared.concurrency))
@@ -178,6 +195,13 @@ fn tenant_changes(t: &Tenant) -> Option<u64> {
 
 fn tenant_of_namespace(ns: PartialObjectMeta<Namespace>) -> Option<ObjectRef<Tenant>> {
     ns.labels()
+        .get(TENANT_LABEL)
+        .map(|name| ObjectRef::new(name))
+}
+
+fn tenant_of_secret(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<Tenant>> {
+    secret
+        .labels()
         .get(TENANT_LABEL)
         .map(|name| ObjectRef::new(name))
 }
@@ -214,7 +238,14 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Acti
             match event {
                 FinalizerEvent::Apply(t) => apply(&t, &ctx).await,
                 FinalizerEvent::Cleanup(t) => match teardown(&t, &ctx).await? {
-                    None => Ok(Action::await_change()),
+                    None => {
+                        if let Some(db) = &ctx.db {
+                            call_tokens::revoke_tenant(db, &t.name_any())
+                                .await
+                                .map_err(calls_token::CallsTokenError::from)?;
+                        }
+                        Ok(Action::await_change())
+                    }
                     Some(_) => Err(Error::NamespaceStillPresent(t.namespace_name())),
                 },
             }
@@ -274,6 +305,23 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let applied = apply_children(children, ctx).await?;
     let namespace_active =
         applied.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Active");
+    if namespace_active
+        && let Some(db) = &ctx.db
+        && calls_token::ensure(&ctx.shared.client, db, tenant, &namespace).await?
+    {
+        publish(
+            &ctx.recorder,
+            tenant,
+            EventType::Normal,
+            "CallsTokenIssued",
+            "Apply",
+            format!(
+                "issued the call token for /v1/calls in Secret {namespace}/{}",
+                calls_token::SECRET
+            ),
+        )
+        .await;
+    }
     if existing.is_none() {
         publish(
             &ctx.recorder,

@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::cmd;
-use crate::test::cargo;
+use crate::cmd::cargo;
 use layer::Layer;
 pub use rootfs::USER_ID;
 

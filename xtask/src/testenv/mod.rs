@@ -510,3 +510,39 @@ pub fn stop_process(name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Installs the chart's CRDs into the test apiserver.
+pub fn install_crds(env: &Env, root: &Path) -> Result<()> {
+    let crds = root.join("charts").join("dialtone").join("crds");
+    let has_crds = fs::read_dir(&crds)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|ext| ext == "yaml"))
+        })
+        .unwrap_or(false);
+    if !has_crds {
+        bail!(
+            "no CRDs in {} (run `cargo run -p dialtone-crds --bin crdgen`)",
+            crds.display()
+        );
+    }
+    cmd::run(
+        env.kubectl()?
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=dialtone-xtask",
+                "-f",
+            ])
+            .arg(&crds),
+    )?;
+    cmd::run(env.kubectl()?.args([
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "--all",
+        "--timeout=60s",
+    ]))
+}
