@@ -241,6 +241,9 @@ fn dry_run(env: &Env, rendered: &Path) -> Result<()> {
                 "apply",
                 "--server-side",
                 "--dry-run=server",
+                // The demo applies the same RBAC under its own field manager;
+                // a dry run must not fail on that ownership.
+                "--force-conflicts",
                 "--field-manager=dialtone-xtask",
                 "-f",
             ])
