@@ -14,6 +14,9 @@ use crate::session::{CallMeta, CallSession, Pinned};
 use crate::textproto::{ClientMessage, ServerMessage};
 use crate::vendors::CallVendors;
 
+/// How long a closed call waits for the client's close frame.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The socket went away while the call was being written to.
 struct Gone;
 
@@ -66,7 +69,7 @@ pub async fn run(
     mut socket: WebSocket,
     pinned: Pinned,
     meta: CallMeta,
-    _guard: CallGuard,
+    guard: CallGuard,
 ) {
     let call_id = meta.call_id;
     let engine = match Engine::new(&pinned.config) {
@@ -98,6 +101,19 @@ pub async fn run(
     let _ = socket.send(Message::Close(None)).await;
     tracing::debug!(%call_id, reason = reason.as_str(), "text call closed");
     session.close(reason).await;
+    drop(guard);
+    // Read what the client still sends (a barge-in racing the closing line)
+    // until its close: a socket dropped with unread input is reset, and the
+    // reset can reach the client before `ended` does. The call is closed
+    // and its place on the pod free by now.
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// When the caller's silence times out, if the engine listens.
