@@ -4,10 +4,8 @@
 //! holds a migration this binary does not know was migrated by a newer
 //! release, and is refused rather than half-understood.
 
-use sqlx::PgPool;
-use sqlx::migrate::{MigrateError as SqlxMigrateError, Migrator};
-
-static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+use dialtone_spine::schema::{MIGRATOR, applied};
+use sqlx::migrate::MigrateError as SqlxMigrateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -45,19 +43,6 @@ pub fn run(database_url: &str) -> Result<Migrated, MigrateError> {
             applied: after.into_iter().filter(|v| !before.contains(v)).collect(),
         })
     })
-}
-
-/// The versions `_sqlx_migrations` records (none on a new database).
-async fn applied(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
-        .await?;
-    if !exists {
-        return Ok(Vec::new());
-    }
-    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-        .fetch_all(pool)
-        .await
 }
 
 #[cfg(test)]

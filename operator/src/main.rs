@@ -15,9 +15,11 @@ use std::time::Duration;
 use clap::Parser;
 use dialtone_controllers::agent::build::{PoolSettings, VoiceSettings};
 use dialtone_controllers::tenant::build::NetworkSettings;
+use dialtone_controllers::tenant::pull_secrets::PullSecrets;
 use dialtone_controllers::{
     Leadership, Metrics, Shared, agent, campaign, objective, provider, runtime, tenant,
 };
+use dialtone_spine::schema;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -103,6 +105,14 @@ struct Args {
     /// their namespace: each dedicated tenant's and the pool's.
     #[arg(long, env = "DIALTONE_VOICE_SECRET", default_value = "dialtone-voice")]
     voice_secret: String,
+    /// Image pull Secrets voice pods pull with (repeatable), from the voice
+    /// pool's namespace; copied into every tenant namespace.
+    #[arg(
+        long = "voice-image-pull-secret",
+        env = "DIALTONE_VOICE_IMAGE_PULL_SECRETS",
+        value_delimiter = ','
+    )]
+    voice_image_pull_secrets: Vec<String>,
     /// Namespace of the shared voice pool; defaults to the Lease namespace
     /// (the operator's own).
     #[arg(long, env = "DIALTONE_VOICE_POOL_NAMESPACE")]
@@ -171,6 +181,9 @@ fn init_logging() {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long the start waits for PostgreSQL to answer the schema check.
+const SCHEMA_WAIT: Duration = Duration::from_secs(10);
+
 fn main() -> ExitCode {
     init_logging();
     if rustls::crypto::ring::default_provider()
@@ -210,6 +223,8 @@ enum RunError {
     Leader(#[from] leader::LeaderError),
     #[error("DATABASE_URL: {0}")]
     Database(#[source] sqlx::Error),
+    #[error(transparent)]
+    Schema(#[from] schema::SchemaError),
 }
 
 async fn run(args: Args) -> Result<(), RunError> {
@@ -260,9 +275,27 @@ async fn run(args: Args) -> Result<(), RunError> {
         })
         .transpose()
         .map_err(RunError::Database)?;
+    if let Some(pool) = &db {
+        if schema::check(pool, SCHEMA_WAIT).await? {
+            tracing::info!("the database schema is this release's");
+        } else {
+            tracing::warn!(
+                "PostgreSQL did not answer within {SCHEMA_WAIT:?}; starting without checking its schema"
+            );
+        }
+    }
+    let pool_namespace = args
+        .voice_pool_namespace
+        .clone()
+        .unwrap_or_else(|| args.lease_namespace.clone());
+    let pull = PullSecrets {
+        namespace: pool_namespace.clone(),
+        names: args.voice_image_pull_secrets.clone(),
+    };
     let tenant_task = tokio::spawn(tenant::run(
         shared.clone(),
         net,
+        pull,
         db.clone(),
         tenants_synced.clone(),
     ));
@@ -294,12 +327,10 @@ async fn run(args: Args) -> Result<(), RunError> {
                     drain_seconds: i64::from(args.voice_drain_seconds),
                     public_url: args.public_voice_url.clone(),
                     secret: args.voice_secret.clone(),
+                    image_pull_secrets: args.voice_image_pull_secrets.clone(),
                 },
                 pool: PoolSettings {
-                    namespace: args
-                        .voice_pool_namespace
-                        .clone()
-                        .unwrap_or_else(|| args.lease_namespace.clone()),
+                    namespace: pool_namespace,
                     name: args.voice_pool_name.clone(),
                     min_replicas: args.voice_pool_min_replicas,
                     max_replicas: args.voice_pool_max_replicas,

@@ -9,6 +9,7 @@
 //! * [`db`]: the row form of events and shared database helpers.
 //! * [`storable`]: text PostgreSQL can store (no NUL).
 //! * [`versions`], [`routes`]: config versions and phone routing.
+//! * [`schema`]: the migrations this build knows, and the check at start.
 //! * [`campaigns`]: campaign plans, leads and dial attempts.
 //! * [`call_tokens`]: the tokens that open text calls, per tenant.
 
@@ -18,6 +19,7 @@ pub mod db;
 pub mod event;
 pub mod outbox;
 pub mod projection;
+pub mod schema;
 mod spill;
 pub mod storable;
 pub mod writer;

@@ -99,6 +99,8 @@ enum RunError {
     #[error("a stream secret is required: --stream-secret-file or DIALTONE_STREAM_SECRET")]
     NoStreamSecret,
     #[error(transparent)]
+    Schema(#[from] dialtone_spine::schema::SchemaError),
+    #[error(transparent)]
     WeakSecret(#[from] dialtone_voice::token::WeakSecret),
     #[error("binding {addr}: {source}")]
     Bind {
@@ -182,6 +184,11 @@ async fn run(args: Args) -> Result<(), RunError> {
         }),
     };
     let (pod, writer) = dialtone_voice::start(settings, &args.database_url, args.spill_path)?;
+    // A pod that starts during an outage reports not ready and spills; it
+    // checks the schema only if PostgreSQL answers now.
+    if !dialtone_spine::schema::check(pod.store.pool(), Duration::from_secs(10)).await? {
+        tracing::warn!("PostgreSQL did not answer; starting without checking its schema");
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| RunError::Bind {

@@ -99,6 +99,8 @@ enum RunError {
     Lease { lease: f64, timeout: f64 },
     #[error("connecting to PostgreSQL: {0}")]
     Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Schema(#[from] dialtone_spine::schema::SchemaError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -194,6 +196,8 @@ async fn run(args: Args) -> Result<(), RunError> {
         .acquire_timeout(Duration::from_secs(5))
         .connect(&args.database_url)
         .await?;
+    // Connected, so the check gets its answer.
+    dialtone_spine::schema::check(&pool, Duration::from_secs(10)).await?;
     let floor = legal_floor(args.legal_floor.as_ref())?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(registry.sub_registry_with_prefix("dialtone_workflow"));

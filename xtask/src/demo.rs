@@ -28,6 +28,8 @@ const OPERATOR: &str = "dialtone-operator";
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Where the chart is installed (its RBAC, and the operator's Lease).
 const CHART_NAMESPACE: &str = "dialtone-system";
+/// The image pull Secret the demo's operator hands its voice pods.
+const PULL_SECRET: &str = "dialtone-demo-registry";
 /// The kubeconfig of the chart's ServiceAccount, in the environment directory.
 pub const OPERATOR_KUBECONFIG: &str = "operator-kubeconfig";
 
@@ -42,11 +44,17 @@ fn operator_identity(env: &Env, root: &Path) -> Result<PathBuf> {
             .arg(root.join("charts").join("dialtone"))
             .args(["--namespace", CHART_NAMESPACE])
             .args(["--show-only", "templates/serviceaccount.yaml"])
-            .args(["--show-only", "templates/rbac.yaml"]),
+            .args(["--show-only", "templates/rbac.yaml"])
+            .args(["--set", &format!("imagePullSecrets[0].name={PULL_SECRET}")]),
     )
     .context("rendering the chart's RBAC")?;
-    let namespace =
-        format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {CHART_NAMESPACE}\n---\n");
+    // A registry credential like a private registry's (it authenticates
+    // nowhere): the operator copies it into every tenant namespace.
+    let namespace = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {CHART_NAMESPACE}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata:\n  name: {PULL_SECRET}\n  namespace: {CHART_NAMESPACE}\n\
+         type: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{{\"auths\":{{}}}}'\n---\n"
+    );
     cmd::run_with_stdin(
         env.kubectl()?.args([
             "apply",
@@ -169,6 +177,19 @@ pub fn run(keep: bool) -> Result<()> {
         Step::new("kubectl get dialtone -A", || {
             cmd::run(env()?.kubectl()?.args(["get", "dialtone", "-A"]))
         }),
+        Step::new(
+            "what the operator gave each tenant: its call token and the voice image's pull Secret",
+            || {
+                // Fails unless both are there.
+                cmd::run(env()?.kubectl()?.args([
+                    "get",
+                    "secrets",
+                    "--namespace=tenant-harbour-dental",
+                    "dialtone-calls-token",
+                    PULL_SECRET,
+                ]))
+            },
+        ),
         Step::new("routes serve the version with the local vendors", || {
             demo_workflows::wait_for_versions(&env()?, *vendor_port.borrow())
         }),
@@ -329,6 +350,7 @@ pub fn start_operator(env: &Env, root: &Path) -> Result<()> {
         args: vec![
             format!("--lease-namespace={CHART_NAMESPACE}"),
             format!("--metrics-addr=127.0.0.1:{metrics_port}"),
+            format!("--voice-image-pull-secret={PULL_SECRET}"),
         ],
         log: env.dir.join("logs").join("operator.log"),
         run_as: None,

@@ -19,11 +19,12 @@ pub const ENV_REQUIRE: &str = "DIALTONE_REQUIRE_ENV";
 const CHART_NAMESPACE: &str = "dialtone-system";
 /// Values that turn on every optional part of the chart, so that lint and
 /// schema checks see every template.
-const ALL_ENABLED: [&str; 4] = [
+const ALL_ENABLED: [&str; 5] = [
     "serviceMonitor.enabled=true",
     "prometheusRule.enabled=true",
     "dashboards.enabled=true",
     "database.existingSecret=dialtone-database",
+    "imagePullSecrets[0].name=regcred",
 ];
 /// Where the Argo CD health scripts (`health.lua` beside a `health_test.yaml`)
 /// live; every one found is run.

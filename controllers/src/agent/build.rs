@@ -21,10 +21,10 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
-    SecretProjection, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
-    TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
+    HTTPGetAction, KeyToPath, LocalObjectReference, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    Secret, SecretKeySelector, SecretProjection, SecurityContext, Service, ServiceAccount,
+    ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -77,6 +77,10 @@ pub struct VoiceSettings {
     /// Name of the Secret (keys `database-url`, `stream-secret`) voice pods
     /// read in their namespace; the platform provides it.
     pub secret: String,
+    /// Registry credentials (`kubernetes.io/dockerconfigjson` Secrets) voice
+    /// pods pull their image with; the Tenant controller copies them into
+    /// tenant namespaces.
+    pub image_pull_secrets: Vec<String>,
 }
 
 /// The platform's shared voice pool.
@@ -785,6 +789,13 @@ fn pod_template(
             ]),
             containers: vec![container],
             volumes: Some(volumes),
+            image_pull_secrets: (!voice.image_pull_secrets.is_empty()).then(|| {
+                voice
+                    .image_pull_secrets
+                    .iter()
+                    .map(|name| LocalObjectReference { name: name.clone() })
+                    .collect()
+            }),
             ..PodSpec::default()
         }),
     }

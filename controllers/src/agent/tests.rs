@@ -78,6 +78,7 @@ fn voice() -> VoiceSettings {
         drain_seconds: 300,
         public_url: Some("https://voice.example.com".into()),
         secret: "dialtone-voice".into(),
+        image_pull_secrets: vec!["registry".into()],
     }
 }
 
@@ -406,6 +407,17 @@ fn the_pool_mounts_copies_and_keeps_going_without_them() {
     assert_eq!(
         pod.service_account_name.as_deref(),
         Some("dialtone-voice-pool")
+    );
+    let pulls: Vec<&str> = pod
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        pulls,
+        ["registry"],
+        "the image is pulled with the platform's credentials"
     );
     let sources = pod.volumes.as_ref().expect("volumes")[2]
         .projected

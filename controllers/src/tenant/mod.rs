@@ -18,6 +18,7 @@
 
 pub mod build;
 pub mod calls_token;
+pub mod pull_secrets;
 pub mod status;
 
 use std::collections::hash_map::DefaultHasher;
@@ -43,6 +44,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use self::build::{NetworkSettings, TenantChildren};
+use self::pull_secrets::PullSecrets;
 use self::status::Observation;
 use crate::runtime::{
     FailureBackoff, Shared, drain, mark_synced, pruned_watch, publish, report_failure,
@@ -97,6 +99,9 @@ pub enum Error {
     /// The namespace came back during cleanup.
     #[error("namespace {0} still exists")]
     NamespaceStillPresent(String),
+    /// Copying an image pull Secret failed.
+    #[error(transparent)]
+    PullSecret(#[from] pull_secrets::PullSecretError),
     /// Keeping the tenant's call token failed.
     #[error(transparent)]
     CallsToken(#[from] calls_token::CallsTokenError),
@@ -115,6 +120,7 @@ impl Error {
             Error::Status(_) => "StatusWriteFailed",
             Error::NamespaceStillPresent(_) => "NamespaceStillPresent",
             Error::CallsToken(_) => "CallsTokenFailed",
+            Error::PullSecret(_) => "PullSecretCopyFailed",
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
                     e.category()
@@ -134,6 +140,8 @@ pub struct Context {
     /// The event spine, for the tenant's dead-letter count (`None` without
     /// a database).
     db: Option<sqlx::PgPool>,
+    /// The voice image's pull Secrets, copied into tenant namespaces.
+    pull: PullSecrets,
 }
 
 /// Runs the Tenant controller until shutdown. `synced` turns true once the
@@ -141,6 +149,7 @@ pub struct Context {
 pub async fn run(
     shared: Shared,
     net: NetworkSettings,
+    pull: PullSecrets,
     db: Option<sqlx::PgPool>,
     synced: Arc<AtomicBool>,
 ) {
@@ -172,6 +181,7 @@ pub async fn run(
         net,
         backoff: FailureBackoff::default(),
         db,
+        pull,
     });
     let controller = Controller::for_stream(tenants, store)
         .watches_stream(namespaces, tenant_of_namespace)
@@ -305,6 +315,24 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let applied = apply_children(children, ctx).await?;
     let namespace_active =
         applied.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Active");
+    if namespace_active {
+        let missing = pull_secrets::sync(&ctx.shared.client, &ctx.pull, tenant, &namespace).await?;
+        if !missing.is_empty() {
+            publish(
+                &ctx.recorder,
+                tenant,
+                EventType::Warning,
+                "PullSecretMissing",
+                "Apply",
+                format!(
+                    "image pull Secrets {} are not in namespace {}; dedicated voice pods cannot pull with them",
+                    missing.join(", "),
+                    ctx.pull.namespace
+                ),
+            )
+            .await;
+        }
+    }
     if namespace_active
         && let Some(db) = &ctx.db
         && calls_token::ensure(&ctx.shared.client, db, tenant, &namespace).await?
