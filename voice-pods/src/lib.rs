@@ -147,6 +147,7 @@ pub async fn serve(
         grace_seconds = pod.settings.drain.as_secs(),
         "draining: no new calls"
     );
+    pod.metrics.draining();
     let report = pod.drain.drain(pod.settings.drain).await;
     tracing::info!(forced = report.forced, "calls drained");
     pinger.abort();

@@ -182,7 +182,12 @@ impl Line<'_> {
                 &self.audio.tts,
                 Usage::TtsCharacters(text.chars().count() as u64),
             );
-            match self.audio.tts.api.synthesize(&text).await {
+            let started = Instant::now();
+            let synthesis = self.audio.tts.api.synthesize(&text).await;
+            self.audio
+                .tts
+                .observe(session.metrics(), "tts", started.elapsed(), &synthesis);
+            match synthesis {
                 Ok(rx) => self.speaker.current = Some(rx),
                 Err(err) => {
                     tracing::warn!(call_id = %session.call_id(), error = %err, "text to speech failed; phrase skipped");
@@ -544,10 +549,15 @@ pub async fn run(
         language: Some(pinned.config.agent.locale.as_str().to_owned()),
         ..SttConfig::default()
     };
+    let started = Instant::now();
+    let opened = audio.stt.api.open(&stt_config).await;
+    audio
+        .stt
+        .observe(&pod.metrics, "stt", started.elapsed(), &opened);
     let SttSession {
         audio: stt_audio,
         events: stt_events,
-    } = match audio.stt.api.open(&stt_config).await {
+    } = match opened {
         Ok(s) => s,
         Err(err) => {
             tracing::error!(call_sid = %start.call_sid, error = %err, "cannot open speech to text");

@@ -79,6 +79,27 @@ pub struct RefusalLabels {
     pub tenant: String,
 }
 
+/// Labels of `dialtone_voice_provider_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// `stt`, `tts` or `llm`.
+    pub role: String,
+    /// The vendor (`builtin`, `deepgram`, `elevenlabs`, `openai` …): a
+    /// fixed set, where Provider names would be tenant-chosen.
+    pub vendor: String,
+    /// `ok` or `error`.
+    pub result: String,
+}
+
+/// Labels of `dialtone_voice_provider_latency_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderRoleLabels {
+    /// `stt`, `tts` or `llm`.
+    pub role: String,
+    /// The vendor.
+    pub vendor: String,
+}
+
 /// Every metric of the voice pod.
 #[derive(Clone)]
 pub struct Metrics {
@@ -97,6 +118,9 @@ pub struct Metrics {
     rejections: Family<RejectionLabels, Counter>,
     refusals: Family<RefusalLabels, Counter>,
     connections_shed: Counter,
+    draining: Gauge,
+    provider_requests: Family<ProviderLabels, Counter>,
+    provider_latency: Family<ProviderRoleLabels, Histogram>,
 }
 
 impl Metrics {
@@ -125,6 +149,13 @@ impl Metrics {
             rejections: Family::default(),
             refusals: Family::default(),
             connections_shed: Counter::default(),
+            draining: Gauge::default(),
+            provider_requests: Family::default(),
+            // 1 ms .. ~33 s: a builtin answer in the first buckets, a
+            // vendor's round trip (or its timeout) in the later ones.
+            provider_latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
         };
         registry.register(
             "active_calls",
@@ -185,7 +216,58 @@ impl Metrics {
             "Campaign calls finished, by tenant and Twilio's final status",
             m.outbound_calls.clone(),
         );
+        registry.register(
+            "draining",
+            "1 while the pod drains: it admits no new calls and waits for its calls to close",
+            m.draining.clone(),
+        );
+        registry.register(
+            "provider_requests",
+            "Requests to speech and language providers, by role, vendor and result",
+            m.provider_requests.clone(),
+        );
+        registry.register_with_unit(
+            "provider_latency",
+            "From a request to a speech or language provider to its answer (for a stream, until it is open)",
+            Unit::Seconds,
+            m.provider_latency.clone(),
+        );
         m
+    }
+
+    /// The pod began to drain.
+    pub fn draining(&self) {
+        self.draining.set(1);
+    }
+
+    /// One request to the `role` provider of `vendor` took `seconds`.
+    pub fn provider(&self, role: &str, vendor: &str, seconds: f64, ok: bool) {
+        self.provider_latency
+            .get_or_create(&ProviderRoleLabels {
+                role: role.to_owned(),
+                vendor: vendor.to_owned(),
+            })
+            .observe(seconds);
+        self.provider_requests
+            .get_or_create(&ProviderLabels {
+                role: role.to_owned(),
+                vendor: vendor.to_owned(),
+                result: if ok { "ok" } else { "error" }.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Requests to the `role` provider of `vendor` with `result` (`ok` or
+    /// `error`) so far.
+    pub fn provider_requests(&self, role: &str, vendor: &str, result: &str) -> u64 {
+        self.provider_requests
+            .get(&ProviderLabels {
+                role: role.to_owned(),
+                vendor: vendor.to_owned(),
+                result: result.to_owned(),
+            })
+            .map(|c| c.get())
+            .unwrap_or(0)
     }
 
     /// A campaign call of `tenant` finished with Twilio's `status`.
@@ -355,6 +437,9 @@ mod tests {
         m.events(3, 1);
         m.workflow_jobs(4);
         m.workflow_jobs(6);
+        m.draining();
+        m.provider("tts", "builtin", 0.003, true);
+        m.provider("stt", "deepgram", 0.2, false);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for line in [
@@ -370,6 +455,10 @@ mod tests {
             "dialtone_voice_events_buffered 3",
             "dialtone_voice_events_spilled 1",
             "dialtone_voice_workflow_jobs_created_total 6",
+            "dialtone_voice_draining 1",
+            r#"dialtone_voice_provider_requests_total{role="tts",vendor="builtin",result="ok"} 1"#,
+            r#"dialtone_voice_provider_requests_total{role="stt",vendor="deepgram",result="error"} 1"#,
+            r#"dialtone_voice_provider_latency_seconds_bucket{le="0.004",role="tts",vendor="builtin"} 1"#,
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

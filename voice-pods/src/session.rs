@@ -163,6 +163,11 @@ impl<'c> CallSession<'c> {
         self.call_id
     }
 
+    /// The pod's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.ctx.metrics
+    }
+
     /// The pinned config.
     pub fn config(&self) -> &'c CompiledConfig {
         self.config

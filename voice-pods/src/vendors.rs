@@ -18,16 +18,19 @@ use dialtone_providers::{Credentials, ProviderError, build};
 use dialtone_spine::event::{CostComponent, CostUnit};
 use dialtone_spine::storable;
 
+use crate::metrics::Metrics;
 use crate::session::{CallSession, Pinned};
 
 /// The provider name recorded for a role the config leaves to the builtin
 /// implementation.
 pub const BUILTIN: &str = "builtin";
 
-/// A provider with what cost events need to know about it.
+/// A provider with what cost events and metrics need to know about it.
 pub struct Priced<T: ?Sized> {
     /// The Provider's name (or [`BUILTIN`]).
     pub name: String,
+    /// Its vendor, the label of its request metrics.
+    pub vendor: &'static str,
     /// Its prices.
     pub pricing: Pricing,
     /// The adapter.
@@ -37,6 +40,7 @@ pub struct Priced<T: ?Sized> {
 fn priced<T: ?Sized>(cfg: Option<&ProviderConfig>, api: Arc<T>) -> Priced<T> {
     Priced {
         name: cfg.map_or_else(|| BUILTIN.to_owned(), |c| c.name.clone()),
+        vendor: cfg.map_or(BUILTIN, |c| c.vendor.as_str()),
         pricing: cfg.map(|c| c.pricing.clone()).unwrap_or_default(),
         api,
     }
@@ -61,6 +65,20 @@ pub fn cost_parts(usage: Usage) -> (CostComponent, CostUnit) {
         Usage::TtsCharacters(_) => (CostComponent::Tts, CostUnit::Characters),
         Usage::LlmInputTokens(_) => (CostComponent::Llm, CostUnit::InputTokens),
         Usage::LlmOutputTokens(_) => (CostComponent::Llm, CostUnit::OutputTokens),
+    }
+}
+
+impl<T: ?Sized> Priced<T> {
+    /// Records one request to this provider, as `role`, that took
+    /// `elapsed`.
+    pub fn observe<R, E>(
+        &self,
+        metrics: &Metrics,
+        role: &str,
+        elapsed: Duration,
+        result: &Result<R, E>,
+    ) {
+        metrics.provider(role, self.vendor, elapsed.as_secs_f64(), result.is_ok());
     }
 }
 
@@ -116,7 +134,10 @@ impl CallVendors {
             (&self.classifier, session.needs_classifier(&heard))
         {
             let options = options.to_vec();
-            match classifier.api.classify(&heard, &options).await {
+            let started = Instant::now();
+            let classified = classifier.api.classify(&heard, &options).await;
+            classifier.observe(session.metrics(), "llm", started.elapsed(), &classified);
+            match classified {
                 Ok(c) => {
                     accrue(
                         session,

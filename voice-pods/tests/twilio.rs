@@ -246,6 +246,11 @@ async fn a_media_stream_call_plays_audio_takes_keys_and_records_everything() {
             .iter()
             .any(|c| c["component"] == "tts" && c["unit"] == "characters")
     );
+    // One stt stream, a tts request per phrase (greeting, question), none failed.
+    let metrics = &pod.pod.metrics;
+    assert_eq!(metrics.provider_requests("stt", "builtin", "ok"), 1);
+    assert!(metrics.provider_requests("tts", "builtin", "ok") >= 2);
+    assert_eq!(metrics.provider_requests("tts", "builtin", "error"), 0);
     assert_eq!(events.last().unwrap().2["reason"], "hangup");
     seeded.unroute(pod.pool()).await.unwrap();
     pod.stop().await.unwrap();

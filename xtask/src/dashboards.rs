@@ -507,6 +507,30 @@ mod tests {
     }
 
     #[test]
+    fn every_alert_links_a_runbook_that_exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let text = std::fs::read_to_string(root.join("charts/dialtone/files/alerts.yaml")).unwrap();
+        let rules: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let mut alerts = 0;
+        for rule in rules["groups"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|group| group["rules"].as_sequence().unwrap())
+        {
+            let name = rule["alert"].as_str().unwrap();
+            let url = rule["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} has no runbook_url"));
+            let file = format!("docs/runbooks/{name}.md");
+            assert!(url.ends_with(&file), "{name}: {url} is not {file}");
+            assert!(root.join(&file).is_file(), "{name}: {file} is missing");
+            alerts += 1;
+        }
+        assert!(alerts >= 13, "{alerts} alerts");
+    }
+
+    #[test]
     fn declared_families_are_read_from_type_lines() {
         let exposition = "# HELP dialtone_reconcile_errors Errors.\n# TYPE dialtone_reconcile_errors counter\n# TYPE dialtone_leader gauge\ndialtone_leader 1\n# EOF\n";
         let names: Vec<String> = type_lines(exposition).collect();
