@@ -112,14 +112,7 @@ mod tests {
 
     #[test]
     fn the_secret_round_trips_its_token_and_refuses_others() {
-        let tenant = Tenant::new(
-            "acme",
-            serde_json::from_value(serde_json::json!({
-                "displayName": "Acme",
-                "profile": {"timezone": "Australia/Sydney"},
-            }))
-            .unwrap(),
-        );
+        let tenant = super::super::tests::test_tenant("acme");
         let token = call_tokens::new_tenant_token();
         let s = secret(&tenant, "tenant-acme", &token);
         assert_eq!(token_of(&s).as_deref(), Some(token.as_str()));

@@ -553,6 +553,19 @@ async fn announce_ready_change(
 mod tests {
     use super::*;
 
+    /// A Tenant with only the required fields, for the unit tests of the
+    /// Tenant's children.
+    pub(super) fn test_tenant(name: &str) -> Tenant {
+        Tenant::new(
+            name,
+            serde_json::from_value(serde_json::json!({
+                "displayName": "Acme",
+                "profile": {"timezone": "Australia/Sydney"},
+            }))
+            .unwrap(),
+        )
+    }
+
     #[test]
     fn a_reconciled_tenant_backs_off_from_the_start_again() {
         let spec: dialtone_crds::TenantSpec =

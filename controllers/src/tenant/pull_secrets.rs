@@ -92,14 +92,7 @@ mod tests {
 
     #[test]
     fn a_copy_keeps_type_and_data_and_is_the_tenants() {
-        let tenant = Tenant::new(
-            "acme",
-            serde_json::from_value(serde_json::json!({
-                "displayName": "Acme",
-                "profile": {"timezone": "Australia/Sydney"},
-            }))
-            .unwrap(),
-        );
+        let tenant = super::super::tests::test_tenant("acme");
         let source = Secret {
             metadata: ObjectMeta {
                 name: Some("regcred".into()),
